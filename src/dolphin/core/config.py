@@ -1,0 +1,267 @@
+"""Frozen, validated, hashable configuration.
+
+The defaults are the frozen champion of the System Bible: §19.1 (alpha engine), §19.2 (ACB v6)
+and §19.3 (survival thresholds), under the Bible's own parameter names (the §19.2 constants are
+spelled in lower case: ``BETA_HIGH`` is ``beta_high``). ``config.id`` is the SHA-256 of the
+canonical JSON (sorted keys, shortest float repr), so it is stable across runs and machines.
+
+A YAML file may hold only some fields; they override the champion. Fields may be given inside
+their section (``alpha: {fixed_tp_pct: 0.01}``) or flat (``fixed_tp_pct: 0.01``): every field
+name is unique across sections. Unknown fields are rejected with the file and the field named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from dolphin.core.errors import ConfigError
+
+Pos = Annotated[float, msgspec.Meta(gt=0)]
+NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+PosInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config section: keyword-only, immutable, strict."""
+
+
+class AlphaConfig(_Frozen):
+    """NDAlphaEngine parameters (Bible §4–§8, §13; champion values of §19.1)."""
+
+    direction: Literal["short", "long"] = "short"
+    # §4.1 signal gate
+    vel_div_threshold: float = -0.02
+    vel_div_extreme: float = -0.05
+    long_threshold: float = 0.01
+    long_extreme: float = 0.04
+    # §6 sizing
+    min_leverage: Pos = 0.5
+    max_leverage: Pos = 5.0
+    abs_max_leverage: Pos = 6.0
+    stalker_max_leverage: Pos = 2.0
+    leverage_convexity: Pos = 3.0
+    fraction: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.20
+    # §7 exits
+    fixed_tp_pct: Pos = 0.0095
+    stop_pct: Pos = 1.0
+    max_hold_bars: PosInt = 120
+    # §4.2 direction confirmation
+    use_direction_confirm: bool = True
+    dc_lookback_bars: PosInt = 7
+    dc_min_magnitude_bps: NonNeg = 0.75
+    dc_skip_contradicts: bool = True
+    dc_leverage_boost: Pos = 1.0
+    # §5 IRP asset selection
+    use_asset_selection: bool = True
+    min_irp_alignment: Unit = 0.45
+    # §8 fees and OB edge
+    use_sp_fees: bool = True
+    use_sp_slippage: bool = True
+    sp_maker_entry_rate: Unit = 0.62
+    sp_maker_exit_rate: Unit = 0.50
+    use_ob_edge: bool = True
+    ob_edge_bps: NonNeg = 5.0
+    ob_confirm_rate: Unit = 0.40
+    # §7.2 / §13 alpha layers and loop
+    use_alpha_layers: bool = True
+    use_dynamic_leverage: bool = True
+    lookback: NonNegInt = 100
+    initial_capital: Pos = 25_000.0
+    seed: NonNegInt = 42
+
+    def __post_init__(self) -> None:
+        if not self.vel_div_extreme < self.vel_div_threshold < 0:
+            raise ConfigError(
+                "alpha: need vel_div_extreme < vel_div_threshold < 0, got "
+                f"vel_div_extreme={self.vel_div_extreme}, vel_div_threshold={self.vel_div_threshold}"
+            )
+        if not 0 < self.long_threshold < self.long_extreme:
+            raise ConfigError(
+                "alpha: need 0 < long_threshold < long_extreme, got "
+                f"long_threshold={self.long_threshold}, long_extreme={self.long_extreme}"
+            )
+        if not self.min_leverage <= self.max_leverage <= self.abs_max_leverage:
+            raise ConfigError(
+                "alpha: need min_leverage <= max_leverage <= abs_max_leverage, got "
+                f"{self.min_leverage}, {self.max_leverage}, {self.abs_max_leverage}"
+            )
+
+
+class AcbConfig(_Frozen):
+    """ACB v6 (Bible §10; frozen values of §19.2)."""
+
+    beta_high: NonNeg = 0.8
+    beta_low: NonNeg = 0.2
+    w750_threshold_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] = 60.0
+    funding_very_bearish: float = -0.0001
+    funding_bearish: float = 0.0
+    dvol_extreme: float = 80.0
+    dvol_elevated: float = 55.0
+    fng_extreme_fear: float = 25.0
+    fng_fear: float = 40.0
+    taker_selling: float = 0.8
+    taker_mild_selling: float = 0.9
+
+    def __post_init__(self) -> None:
+        pairs = (
+            ("funding_very_bearish", "funding_bearish", self.funding_very_bearish,
+             self.funding_bearish),
+            ("dvol_elevated", "dvol_extreme", self.dvol_elevated, self.dvol_extreme),
+            ("fng_extreme_fear", "fng_fear", self.fng_extreme_fear, self.fng_fear),
+            ("taker_selling", "taker_mild_selling", self.taker_selling, self.taker_mild_selling),
+        )
+        for lo_name, hi_name, lo, hi in pairs:
+            if lo > hi:
+                raise ConfigError(f"acb: need {lo_name} <= {hi_name}, got {lo} > {hi}")
+
+
+class SurvivalConfig(_Frozen):
+    """Survival stack posture thresholds and hysteresis (Bible §11.5–§11.6, §19.3)."""
+
+    apex_threshold: Unit = 0.90
+    stalker_threshold: Unit = 0.75
+    turtle_threshold: Unit = 0.50
+    hysteresis_down: PosInt = 2
+    hysteresis_up: PosInt = 5
+    recovery_rate_per_min: Pos = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.turtle_threshold < self.stalker_threshold < self.apex_threshold:
+            raise ConfigError(
+                "survival: need turtle_threshold < stalker_threshold < apex_threshold, got "
+                f"{self.turtle_threshold}, {self.stalker_threshold}, {self.apex_threshold}"
+            )
+
+
+class ScannerConfig(_Frozen):
+    """Eigenvalue scanner (DESIGN.md "Scans")."""
+
+    windows: tuple[PosInt, ...] = (50, 150, 300, 750)
+    instability_windows: tuple[PosInt, ...] = (50, 150)
+    gap_fraction: Unit = 0.5
+    recompute_every: PosInt = 1000
+
+    def __post_init__(self) -> None:
+        if len(self.windows) < 2 or any(w < 3 for w in self.windows):
+            raise ConfigError(f"scanner: need at least two windows of >= 3 bars, got {self.windows}")
+        if list(self.windows) != sorted(set(self.windows)):
+            raise ConfigError(f"scanner: windows must be strictly increasing, got {self.windows}")
+        missing = [w for w in self.instability_windows if w not in self.windows]
+        if missing:
+            raise ConfigError(
+                f"scanner: instability_windows {missing} are not among windows {self.windows}"
+            )
+
+
+class DolphinConfig(_Frozen):
+    """The whole resolved configuration. ``DolphinConfig()`` is the champion (blue)."""
+
+    alpha: AlphaConfig = msgspec.field(default_factory=AlphaConfig)
+    acb: AcbConfig = msgspec.field(default_factory=AcbConfig)
+    survival: SurvivalConfig = msgspec.field(default_factory=SurvivalConfig)
+    scanner: ScannerConfig = msgspec.field(default_factory=ScannerConfig)
+
+    @property
+    def id(self) -> str:
+        """SHA-256 of the canonical JSON of this config."""
+        return hashlib.sha256(canonical_json(self)).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON types only)."""
+        return msgspec.to_builtins(self)
+
+    def replace(self, **overrides: Any) -> DolphinConfig:
+        """Return a copy with fields replaced; flat or sectioned names, validated."""
+        return resolve_overrides(overrides, base=self, source="overrides")
+
+
+#: Declared id of the frozen SHORT champion (``DolphinConfig()``). Production entry points refuse
+#: any other id; a test pins it so a silent change of a default cannot pass unnoticed.
+CHAMPION_BLUE_ID = "ca55f4b6e49124168485286a89a020c81f1a010be25f49c7ed843e11120b6583"
+
+SECTIONS: dict[str, type[_Frozen]] = {
+    "alpha": AlphaConfig,
+    "acb": AcbConfig,
+    "survival": SurvivalConfig,
+    "scanner": ScannerConfig,
+}
+
+FIELD_SECTION: dict[str, str] = {
+    name: section for section, cls in SECTIONS.items() for name in cls.__struct_fields__
+}
+assert len(FIELD_SECTION) == sum(len(c.__struct_fields__) for c in SECTIONS.values()), (
+    "config field names must be unique across sections"
+)
+
+
+def canonical_json(config: DolphinConfig) -> bytes:
+    """Canonical JSON: sorted keys, no whitespace, shortest round-trip floats."""
+    return msgspec.json.encode(config, order="sorted")
+
+
+def _split_overrides(data: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """Sort top-level keys into sections; flat field names are routed to their section."""
+    out: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{source}: section {key!r} must be a mapping, got {type(value).__name__}"
+                )
+            out[key].update(value)
+        elif key in FIELD_SECTION:
+            out[FIELD_SECTION[key]][key] = value
+        else:
+            raise ConfigError(f"{source}: unknown field {key!r}")
+    return out
+
+
+def resolve_overrides(
+    data: dict[str, Any], *, base: DolphinConfig | None = None, source: str = "<dict>"
+) -> DolphinConfig:
+    """Apply a partial mapping of overrides on top of ``base`` (default: the champion)."""
+    base = base if base is not None else DolphinConfig()
+    merged = base.to_dict()
+    for section, fields in _split_overrides(data, source).items():
+        merged[section].update(fields)
+    try:
+        return msgspec.convert(merged, DolphinConfig)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except msgspec.ValidationError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(f"{source}: {cause}") from None
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path | None = None) -> DolphinConfig:
+    """Load a YAML file of overrides on top of the champion; ``None`` gives the champion."""
+    if path is None:
+        return DolphinConfig()
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return resolve_overrides(data, source=str(p))
+
+
+def dump_yaml(config: DolphinConfig) -> str:
+    """Human-readable YAML of the resolved config."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Shared test kit: paths to the real data, builders of small frames, closeness helpers."""
