@@ -80,7 +80,8 @@ class AlphaConfig(_Frozen):
         if not self.vel_div_extreme < self.vel_div_threshold < 0:
             raise ConfigError(
                 "alpha: need vel_div_extreme < vel_div_threshold < 0, got "
-                f"vel_div_extreme={self.vel_div_extreme}, vel_div_threshold={self.vel_div_threshold}"
+                f"vel_div_extreme={self.vel_div_extreme}, "
+                f"vel_div_threshold={self.vel_div_threshold}"
             )
         if not 0 < self.long_threshold < self.long_extreme:
             raise ConfigError(
@@ -150,7 +151,9 @@ class ScannerConfig(_Frozen):
 
     def __post_init__(self) -> None:
         if len(self.windows) < 2 or any(w < 3 for w in self.windows):
-            raise ConfigError(f"scanner: need at least two windows of >= 3 bars, got {self.windows}")
+            raise ConfigError(
+                f"scanner: need at least two windows of >= 3 bars, got {self.windows}"
+            )
         if list(self.windows) != sorted(set(self.windows)):
             raise ConfigError(f"scanner: windows must be strictly increasing, got {self.windows}")
         missing = [w for w in self.instability_windows if w not in self.windows]

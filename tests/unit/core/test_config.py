@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from tests.kit.paths import CONFIGS
 
 from dolphin.core.config import (
     CHAMPION_BLUE_ID,
@@ -11,7 +12,6 @@ from dolphin.core.config import (
     resolve_overrides,
 )
 from dolphin.core.errors import ConfigError
-from tests.kit.paths import CONFIGS
 
 
 def test_defaults_are_the_bible_champion():
