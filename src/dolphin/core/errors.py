@@ -71,6 +71,10 @@ class BadPriceError(DataError):
     """A price is NaN, infinite, zero or negative."""
 
 
+class BadVolumeError(DataError):
+    """A volume is NaN, infinite or negative."""
+
+
 class MixedBarSizeError(DataError):
     """The bar spacing differs between or within symbols."""
 
