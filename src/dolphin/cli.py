@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dolphin import __version__
 from dolphin.core.errors import DolphinError
 
-COMMAND_MODULES = ("run", "data", "config", "scan", "hz")
+COMMAND_MODULES = ("run", "data", "config", "scan", "hz", "backtest")
 
 
 def build_parser() -> argparse.ArgumentParser:

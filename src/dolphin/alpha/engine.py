@@ -1,0 +1,279 @@
+"""NDAlphaEngine: the thin Python wrapper around ``step_bar_nb`` (Bible §13, §14.1).
+
+``begin_day`` applies the daily ACB verdict, the MC gate and the posture (§10, §11.7, §12);
+``step_bar`` runs the kernel once (live path); ``run_bars`` runs the kernel over many bars in one
+numba loop (replay); ``end_day`` returns the day's summary. Nothing here decides a trade.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dolphin.alpha import layout as lay
+from dolphin.alpha.interfaces import (
+    ApexPosture,
+    McGate,
+    ObEngine,
+    OpenGate,
+    PostureProvider,
+    empty_ob,
+)
+from dolphin.alpha.step_nb import close_position_nb, last_price_nb, run_bars_nb, step_bar_nb
+from dolphin.core.config import DolphinConfig
+from dolphin.core.errors import HaltTradingError
+from dolphin.core.records import EXIT_END_OF_DATA, POSTURES, TRADE_DTYPE, empty_trades
+from dolphin.risk.acb import AcbDay
+
+#: §7.3: a mid-day ACB drop from >= 1.25 to < 1.10 forces an exit (threshold not backtested).
+SUBDAY_FROM = 1.25
+SUBDAY_TO = 1.10
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """What ``end_day`` reports (Bible §13.1 ``process_day`` return)."""
+
+    date: str
+    pnl: float
+    capital: float
+    boost: float
+    beta: float
+    mc_status: str
+    posture: str
+    trades: int
+
+
+class NDAlphaEngine:
+    """One engine state, stepped by the one kernel."""
+
+    def __init__(
+        self,
+        config: DolphinConfig,
+        assets: Sequence[str],
+        *,
+        hell: bool = False,
+        posture_provider: PostureProvider | None = None,
+        mc_gate: McGate | None = None,
+        ob_engine: ObEngine | None = None,
+    ) -> None:
+        self.config = config
+        self.assets = list(assets)
+        self.params = lay.build_params(config.alpha, hell=hell)
+        self.state = lay.new_state(config.alpha.initial_capital)
+        self.hist, self.hist_n = lay.new_histories(len(self.assets))
+        if "BTCUSDT" in self.assets:  # §13.3 fallback asset when IRP is off
+            self.state[lay.S_FALLBACK_ASSET] = self.assets.index("BTCUSDT")
+        self.posture_provider = posture_provider or ApexPosture()
+        self.mc_gate = mc_gate or OpenGate()
+        self.ob_engine = ob_engine
+        self._ob_asset, self._ob_macro = empty_ob(len(self.assets))
+        self._buf = empty_trades(4)
+        self._closed: list[np.ndarray] = []
+        self._day: str | None = None
+        self._day_start_capital = self.capital
+        self._day_trades0 = 0
+        self._mc_status = "OK"
+
+    # ------------------------------------------------------------ properties
+    @property
+    def capital(self) -> float:
+        """Realised capital."""
+        return float(self.state[lay.S_CAPITAL])
+
+    @property
+    def in_position(self) -> bool:
+        """True while a position is open."""
+        return bool(self.state[lay.S_POS_OPEN])
+
+    @property
+    def posture(self) -> str:
+        """The posture in force."""
+        return POSTURES[int(self.state[lay.S_POSTURE])]
+
+    @property
+    def trades(self) -> np.ndarray:
+        """Every closed trade so far, as ``TRADE_DTYPE`` records."""
+        if not self._closed:
+            return np.zeros(0, dtype=TRADE_DTYPE)
+        return np.concatenate(self._closed)
+
+    # ------------------------------------------------------------ day boundary
+    def begin_day(
+        self,
+        date: str,
+        *,
+        acb: AcbDay | None = None,
+        posture: str | None = None,
+        direction: int | None = None,
+    ) -> None:
+        """Start a day: ACB boost/beta, MC gate, posture and halt (§10, §12, §13.1)."""
+        self._day = date
+        self._day_start_capital = self.capital
+        self._day_trades0 = self._n_closed()
+        s = self.state
+        s[lay.S_DIRECTION] = direction if direction is not None else self.params[lay.P_DIRECTION]
+        s[lay.S_DAY_BOOST] = acb.boost if acb is not None else 1.0
+        s[lay.S_DAY_BETA] = acb.beta if acb is not None else 0.0
+        report = self.mc_gate.assess(date, self.config.alpha.max_leverage * s[lay.S_DAY_BOOST])
+        self._mc_status = report.status
+        s[lay.S_DAY_MC_SCALE] = 0.5 if self._mc_status == "ORANGE" else 1.0
+        s[lay.S_HALT] = 1.0 if self._mc_status == "RED" else 0.0
+        self.set_posture(posture or self.posture_provider.posture(date))
+
+    def set_posture(self, posture: str) -> None:
+        """Apply a posture (§11.7): TURTLE/HIBERNATE halt entries, HIBERNATE forces an exit."""
+        if posture not in POSTURES:
+            raise ValueError(f"unknown posture {posture!r}; expected one of {POSTURES}")
+        code = POSTURES.index(posture)
+        self.state[lay.S_POSTURE] = code
+        if code >= POSTURES.index("TURTLE"):
+            self.state[lay.S_HALT] = 1.0
+
+    def update_acb_boost(self, boost: float, beta: float) -> None:
+        """Apply a mid-day ACB update (§10.5); §7.3 flags a forced exit on a big drop."""
+        old = float(self.state[lay.S_DAY_BOOST])
+        self.state[lay.S_DAY_BOOST] = boost
+        self.state[lay.S_DAY_BETA] = beta
+        if old >= SUBDAY_FROM and boost < SUBDAY_TO and self.in_position:
+            self.state[lay.S_PENDING_SUBDAY] = 1.0  # fires on the next bar, never mid-loop
+
+    def end_day(self) -> DaySummary:
+        """Close the day's books and return its summary."""
+        s = self.state
+        return DaySummary(
+            date=self._day or "",
+            pnl=self.capital - self._day_start_capital,
+            capital=self.capital,
+            boost=float(s[lay.S_DAY_BOOST]),
+            beta=float(s[lay.S_DAY_BETA]),
+            mc_status=self._mc_status,
+            posture=self.posture,
+            trades=self._n_closed() - self._day_trades0,
+        )
+
+    # ------------------------------------------------------------ bars
+    def _ob_row(self, ts_ns: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        if self.ob_engine is None:
+            return self._ob_asset[0], self._ob_macro[0], False
+        per_asset, macro = self.ob_engine.features(ts_ns, self.assets)
+        return (
+            np.ascontiguousarray(per_asset, dtype=np.float64),
+            np.ascontiguousarray(macro, dtype=np.float64),
+            True,
+        )
+
+    def step_bar(
+        self,
+        bar_idx: int,
+        ts_ns: int,
+        vel_div: float,
+        prices: np.ndarray,
+        *,
+        data_gap: bool = False,
+        vol_ok: bool = True,
+    ) -> np.ndarray:
+        """Run one bar through the kernel; return the trades closed on it (0 or 1 records)."""
+        per_asset, macro, has_ob = self._ob_row(ts_ns)
+        n0 = int(self.state[lay.S_N_TRADES])
+        status = step_bar_nb(
+            self.state,
+            self.hist,
+            self.hist_n,
+            self._buf,
+            self.params,
+            bar_idx,
+            ts_ns,
+            float(vel_div),
+            bool(data_gap),
+            bool(vol_ok),
+            np.ascontiguousarray(prices, dtype=np.float64),
+            per_asset,
+            macro,
+            has_ob,
+        )
+        self._check(status)
+        return self._drain(n0)
+
+    def run_bars(
+        self,
+        bar0: int,
+        ts_ns: np.ndarray,
+        vel_div: np.ndarray,
+        prices: np.ndarray,
+        data_gap: np.ndarray,
+        vol_ok: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run many bars in one numba loop (replay). Returns per-bar equity and exposure."""
+        n = len(ts_ns)
+        if self.ob_engine is not None:
+            rows = [self._ob_row(int(t)) for t in ts_ns]
+            ob_asset = np.stack([r[0] for r in rows])
+            ob_macro = np.stack([r[1] for r in rows])
+        else:
+            ob_asset, ob_macro = self._ob_asset, self._ob_macro
+        # at most one trade per two bars (entry bar > last exit bar), plus one open at the start
+        buf = empty_trades(n // 2 + 2)
+        self.state[lay.S_N_TRADES] = 0
+        equity = np.empty(n)
+        in_pos = np.zeros(n, dtype=np.bool_)
+        status = run_bars_nb(
+            self.state,
+            self.hist,
+            self.hist_n,
+            buf,
+            self.params,
+            bar0,
+            ts_ns,
+            vel_div,
+            data_gap,
+            vol_ok,
+            prices,
+            ob_asset,
+            ob_macro,
+            self.ob_engine is not None,
+            equity,
+            in_pos,
+        )
+        self._check(status)
+        k = int(self.state[lay.S_N_TRADES])
+        if k:
+            self._closed.append(buf[:k].copy())
+        self.state[lay.S_N_TRADES] = 0
+        return equity, in_pos
+
+    def close_open_position(self, bar_idx: int, ts_ns: int) -> np.ndarray:
+        """Close any open position at its last price with reason END_OF_DATA."""
+        if not self.in_position:
+            return np.zeros(0, dtype=TRADE_DTYPE)
+        price = last_price_nb(self.hist, self.hist_n, int(self.state[lay.S_POS_ASSET]))
+        if math.isnan(price):
+            raise HaltTradingError("open position has no price to close at")
+        n0 = int(self.state[lay.S_N_TRADES])
+        status = close_position_nb(
+            self.state, self._buf, self.params, bar_idx, ts_ns, price, EXIT_END_OF_DATA
+        )
+        self._check(status)
+        return self._drain(n0)
+
+    # ------------------------------------------------------------ internals
+    def _drain(self, n0: int) -> np.ndarray:
+        k = int(self.state[lay.S_N_TRADES])
+        out = self._buf[n0:k].copy()
+        self.state[lay.S_N_TRADES] = 0
+        if len(out):
+            self._closed.append(out)
+        return out
+
+    def _n_closed(self) -> int:
+        return sum(len(t) for t in self._closed)
+
+    @staticmethod
+    def _check(status: int) -> None:
+        if status == lay.STATUS_TRADE_BUFFER_FULL:
+            raise HaltTradingError("trade buffer overflow in the step kernel")
+        if status != lay.STATUS_OK:
+            raise HaltTradingError(f"step kernel returned status {status}")

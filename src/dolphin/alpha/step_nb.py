@@ -1,0 +1,523 @@
+"""The one step kernel ``step_bar_nb`` and the bar loop ``run_bars_nb`` (Bible §13).
+
+Every driver calls ``step_bar_nb``: the replay through ``run_bars_nb`` (a numba loop over a day's
+bars), the live path once per scan through ``NDAlphaEngine.step_bar``, the sweep once per bar per
+parameter column. State is the flat vector of ``layout.py`` plus the price ring buffers; trades are
+written into a preallocated ``TRADE_DTYPE`` buffer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from dolphin.alpha import nb
+from dolphin.alpha.layout import (
+    HIST_LEN,
+    OB_CASCADE,
+    OB_DEPTH_QUALITY,
+    OB_FILL_PROB,
+    OB_IMBALANCE,
+    OB_MARKET_MULT,
+    OB_PERSISTENCE,
+    OB_REGIME,
+    OB_WITHDRAWAL,
+    P_ABS_MAX_LEV,
+    P_BUCKET_MIN_TRADES,
+    P_CONVEXITY,
+    P_DC_LEV_BOOST,
+    P_DC_LOOKBACK,
+    P_DC_MIN_BPS,
+    P_DC_SKIP,
+    P_FRACTION,
+    P_GAP_WINDOW,
+    P_HELL,
+    P_HELL_ENTRY_FILL,
+    P_HELL_MAKER_EXIT_FILL,
+    P_IRP_WINDOW,
+    P_LONG_EXTREME,
+    P_LONG_THRESHOLD,
+    P_LOOKBACK,
+    P_MAKER_ENTRY,
+    P_MAKER_EXIT,
+    P_MAX_HOLD,
+    P_MAX_LEV,
+    P_MIN_IRP_ALIGN,
+    P_MIN_LEV,
+    P_OB_CONFIRM,
+    P_OB_EDGE_BPS,
+    P_SEED,
+    P_STALKER_MAX_LEV,
+    P_STOP,
+    P_TP,
+    P_USE_DC,
+    P_USE_DYN_LEV,
+    P_USE_IRP,
+    P_USE_LAYERS,
+    P_USE_OB_EDGE,
+    P_USE_SP_FEES,
+    P_USE_SP_SLIP,
+    P_VD_EXTREME,
+    P_VD_THRESHOLD,
+    S_BAR_COUNT,
+    S_BARS_SINCE_GAP,
+    S_BUCKET_TRADES,
+    S_BUCKET_WINS,
+    S_CAPITAL,
+    S_DAY_BETA,
+    S_DAY_BOOST,
+    S_DAY_MC_SCALE,
+    S_DIRECTION,
+    S_FALLBACK_ASSET,
+    S_HALT,
+    S_LAST_EXIT_BAR,
+    S_N_TRADES,
+    S_PENDING_SUBDAY,
+    S_POS_ASSET,
+    S_POS_BUCKET,
+    S_POS_CONF,
+    S_POS_DIR,
+    S_POS_DQ,
+    S_POS_ENTRY_BAR,
+    S_POS_ENTRY_FEE,
+    S_POS_ENTRY_PRICE,
+    S_POS_ENTRY_TS,
+    S_POS_FILLP,
+    S_POS_FRACTION,
+    S_POS_LEV,
+    S_POS_NOTIONAL,
+    S_POS_OPEN,
+    S_POS_POSTURE,
+    S_POSTURE,
+    S_RNG_COUNTER,
+    S_RSM,
+    S_STREAK_N,
+    S_STREAK_RING,
+    S_TRADE_ID,
+    S_VD_N,
+    S_VD_RING,
+    STATUS_OK,
+    STATUS_TRADE_BUFFER_FULL,
+    VD_RING,
+)
+
+POSTURE_STALKER = 1
+POSTURE_HIBERNATE = 3
+EXIT_STOP_LOSS = 1
+
+
+@njit(cache=True)
+def draw_nb(st, params):
+    """Return the next seeded uniform and advance the RNG counter held in the state."""
+    u = nb.uniform_nb(int(params[P_SEED]), int(st[S_RNG_COUNTER]))
+    st[S_RNG_COUNTER] += 1.0
+    return u
+
+
+@njit(cache=True)
+def signal_space_nb(st, params, vel_div):
+    """Return (x, threshold, extreme) in signal space for the day's direction (see nb.py)."""
+    if st[S_DIRECTION] < 0:
+        return vel_div, params[P_VD_THRESHOLD], params[P_VD_EXTREME]
+    return -vel_div, -params[P_LONG_THRESHOLD], -params[P_LONG_EXTREME]
+
+
+@njit(cache=True)
+def push_histories_nb(hist, hist_n, prices):
+    """Append every valid price to its asset's ring buffer (Bible §13.1: prices > 0 only)."""
+    for a in range(prices.shape[0]):
+        p = prices[a]
+        if p > 0.0 and not math.isinf(p):
+            hist[a, hist_n[a] % HIST_LEN] = p
+            hist_n[a] += 1
+
+
+@njit(cache=True)
+def last_price_nb(hist, hist_n, a):
+    """Return the asset's latest price, NaN before its first one."""
+    if hist_n[a] == 0:
+        return np.nan
+    return hist[a, (hist_n[a] - 1) % HIST_LEN]
+
+
+@njit(cache=True)
+def push_vd_nb(st, vel_div):
+    """Append a finite vel_div to the 16-slot history (§13.2 ``vel_div_history``)."""
+    n = int(st[S_VD_N])
+    st[S_VD_RING + n % VD_RING] = vel_div
+    st[S_VD_N] = n + 1
+
+
+@njit(cache=True)
+def vd_trend_nb(st):
+    """Return vel_div_history[-1] − vel_div_history[-10] (§6.4); 0 with fewer than 10 values."""
+    n = int(st[S_VD_N])
+    if n < 10:
+        return 0.0
+    return st[S_VD_RING + (n - 1) % VD_RING] - st[S_VD_RING + (n - 10) % VD_RING]
+
+
+@njit(cache=True)
+def record_outcome_nb(st, bucket, net_pnl):
+    """Update the §6.4 bucket win counts and the five-trade loss streak ring."""
+    st[S_BUCKET_TRADES + bucket] += 1.0
+    if net_pnl > 0.0:
+        st[S_BUCKET_WINS + bucket] += 1.0
+    k = int(st[S_STREAK_N])
+    st[S_STREAK_RING + k % 5] = 1.0 if net_pnl < 0.0 else 0.0
+    st[S_STREAK_N] = k + 1
+
+
+@njit(cache=True)
+def exit_costs_nb(st, params, reason, notional):
+    """Return (exit fee, exit slippage) under the default SmartPlacer or the HELL friction.
+
+    Default (§7.4, §8.1–§8.2): blended exit fee when ``use_sp_fees``; the §7.4 slippage, of which
+    the maker-filled share ``sp_maker_exit_rate`` is refunded when ``use_sp_slippage`` (a stop is a
+    market order and gets no refund). HELL: a stop is a taker exit; any other exit is a maker exit
+    that fills with p = 0.35 (maker fee, §7.4 slippage) or else becomes a taker exit (taker fee,
+    5 bps market slippage).
+    """
+    slip = nb.exit_slippage_nb(reason)
+    if params[P_HELL] > 0.0:
+        if reason != EXIT_STOP_LOSS and draw_nb(st, params) < params[P_HELL_MAKER_EXIT_FILL]:
+            return nb.MAKER_FEE * notional, slip
+        return nb.TAKER_FEE * notional, nb.SLIP_STOP
+    fee = nb.blended_fee_rate_nb(params[P_MAKER_EXIT]) * notional if params[P_USE_SP_FEES] else 0.0
+    if params[P_USE_SP_SLIP] > 0.0 and reason != EXIT_STOP_LOSS:
+        slip *= 1.0 - params[P_MAKER_EXIT]
+    return fee, slip
+
+
+@njit(cache=True)
+def ob_edge_nb(st, params):
+    """Return the §8.3 OB edge added to pnl_pct (real OB placement, or the seeded MC fallback).
+
+    HELL is a stress test: it gets no edge.
+    """
+    if params[P_USE_OB_EDGE] == 0.0 or params[P_HELL] > 0.0:
+        return 0.0
+    edge = params[P_OB_EDGE_BPS] * 1e-4
+    if st[S_POS_DQ] >= 0.0:  # an OB engine was attached at entry
+        return st[S_POS_FILLP] * edge if st[S_POS_DQ] > 0.5 else 0.0
+    return edge if draw_nb(st, params) < params[P_OB_CONFIRM] else 0.0
+
+
+@njit(cache=True)
+def close_position_nb(st, trades, params, bar_idx, ts, price, reason):
+    """Close the open position at ``price`` (§7.4 slippage, §8 fees) and write the trade."""
+    n = int(st[S_N_TRADES])
+    if n >= trades.shape[0]:
+        return STATUS_TRADE_BUFFER_FULL
+    d = st[S_POS_DIR]
+    entry = st[S_POS_ENTRY_PRICE]
+    notional = st[S_POS_NOTIONAL]
+    fee, slip = exit_costs_nb(st, params, reason, notional)
+    exit_price = price * (1.0 - d * slip)  # slippage always against the position
+    edge = ob_edge_nb(st, params)
+    pnl_pct = d * (exit_price - entry) / entry + edge
+    net = pnl_pct * notional - st[S_POS_ENTRY_FEE] - fee
+    st[S_CAPITAL] += net
+    bucket = int(st[S_POS_BUCKET])
+    record_outcome_nb(st, bucket, net)
+    t = trades[n]
+    t["trade_id"] = int(st[S_TRADE_ID])
+    t["entry_ts"] = int(st[S_POS_ENTRY_TS])
+    t["exit_ts"] = ts
+    t["entry_bar"] = int(st[S_POS_ENTRY_BAR])
+    t["exit_bar"] = bar_idx
+    t["asset"] = int(st[S_POS_ASSET])
+    t["direction"] = int(d)
+    t["exit_reason"] = reason
+    t["bucket"] = bucket
+    t["posture"] = int(st[S_POS_POSTURE])
+    t["entry_price"] = entry
+    t["exit_price"] = exit_price
+    t["notional"] = notional
+    t["leverage"] = st[S_POS_LEV]
+    t["fraction"] = st[S_POS_FRACTION]
+    t["confidence"] = st[S_POS_CONF]
+    t["entry_fee"] = st[S_POS_ENTRY_FEE]
+    t["exit_fee"] = fee
+    t["ob_edge_pct"] = edge
+    t["pnl_pct"] = pnl_pct
+    t["pnl"] = net
+    t["capital_after"] = st[S_CAPITAL]
+    st[S_N_TRADES] = n + 1
+    st[S_TRADE_ID] += 1.0
+    st[S_POS_OPEN] = 0.0
+    st[S_LAST_EXIT_BAR] = bar_idx
+    st[S_PENDING_SUBDAY] = 0.0
+    return STATUS_OK
+
+
+@njit(cache=True)
+def manage_position_nb(st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, ob_macro, has_ob):
+    """Evaluate the §7.1 exits (with the §7.2 OB adjustments) and close when one fires."""
+    a = int(st[S_POS_ASSET])
+    price = last_price_nb(hist, hist_n, a)
+    if not price > 0.0:
+        return STATUS_OK
+    d = st[S_POS_DIR]
+    pnl_pct = d * (price - st[S_POS_ENTRY_PRICE]) / st[S_POS_ENTRY_PRICE]
+    tp = params[P_TP]
+    sl = params[P_STOP]
+    mh = int(params[P_MAX_HOLD])
+    if has_ob:
+        tp, sl, mh = nb.dynamic_exit_params_nb(
+            tp,
+            sl,
+            mh,
+            pnl_pct,
+            ob_macro[OB_CASCADE],
+            ob_macro[OB_REGIME],
+            d * ob_asset[a, OB_IMBALANCE],
+            ob_asset[a, OB_WITHDRAWAL],
+        )
+    held = bar_idx - int(st[S_POS_ENTRY_BAR])
+    reason = nb.exit_reason_nb(
+        pnl_pct, held, tp, sl, mh, st[S_POSTURE] == POSTURE_HIBERNATE, st[S_PENDING_SUBDAY] > 0
+    )
+    if reason < 0:
+        return STATUS_OK
+    return close_position_nb(st, trades, params, bar_idx, ts, price, reason)
+
+
+@njit(cache=True)
+def pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob):
+    """Return the §5 IRP asset (−1 if none passes), or the fallback asset when IRP is off."""
+    d = int(st[S_DIRECTION])
+    if params[P_USE_IRP] == 0.0:
+        a = int(st[S_FALLBACK_ASSET])
+        return a if hist_n[a] > 0 else -1
+    dq = ob_asset[:, OB_DEPTH_QUALITY]
+    order, n_valid, _, action, align = nb.rank_assets_irp_nb(
+        hist, hist_n, int(params[P_IRP_WINDOW]), d, dq, has_ob
+    )
+    return nb.select_asset_nb(order, n_valid, action, align, params[P_MIN_IRP_ALIGN], d, dq, has_ob)
+
+
+@njit(cache=True)
+def dc_check_nb(st, hist, hist_n, params, a):
+    """Run §4.2 direction confirmation on the selected asset's history."""
+    k = int(params[P_DC_LOOKBACK]) + 1
+    n = min(hist_n[a], k)
+    seg = np.empty(k)
+    for i in range(n):
+        seg[i] = hist[a, (hist_n[a] - n + i) % HIST_LEN]
+    return nb.check_dc_nb(seg, n, k - 1, params[P_DC_MIN_BPS], int(st[S_DIRECTION]))
+
+
+@njit(cache=True)
+def size_nb(st, params, x, thr, ext):
+    """Return (fraction, size leverage, bucket) of §6.1–§6.4."""
+    strength = nb.strength_score_nb(x, thr, ext)
+    is_extreme = x <= ext
+    if params[P_USE_DYN_LEV] > 0.0:
+        lev = nb.dynamic_leverage_nb(
+            strength, params[P_MIN_LEV], params[P_MAX_LEV], params[P_CONVEXITY]
+        )
+    else:
+        lev = params[P_MAX_LEV]
+    bucket = nb.signal_bucket_nb(x, thr, ext)
+    trend_m = 1.0
+    bucket_m = 1.0
+    streak_m = 1.0
+    if params[P_USE_LAYERS] > 0.0:
+        trend_m = nb.trend_mult_nb(-st[S_DIRECTION] * vd_trend_nb(st))
+        bucket_m = nb.bucket_boost_nb(
+            st[S_BUCKET_WINS + bucket], st[S_BUCKET_TRADES + bucket], params[P_BUCKET_MIN_TRADES]
+        )
+        losses = 0.0
+        for i in range(5):
+            losses += st[S_STREAK_RING + i]
+        streak_m = nb.streak_mult_nb(losses, st[S_STREAK_N])
+    frac = nb.effective_fraction_nb(
+        strength, is_extreme, params[P_FRACTION], trend_m, bucket_m, streak_m
+    )
+    return frac, lev, bucket
+
+
+@njit(cache=True)
+def entry_allowed_nb(st, params, bar_idx, vel_div, vol_ok):
+    """Return True when §13.2's entry preconditions and the data-gap rule all hold."""
+    return (
+        st[S_POS_OPEN] == 0.0
+        and bar_idx > st[S_LAST_EXIT_BAR]
+        and st[S_HALT] == 0.0
+        and st[S_BAR_COUNT] >= params[P_LOOKBACK]
+        and vol_ok
+        and st[S_BARS_SINCE_GAP] >= params[P_GAP_WINDOW]
+        and st[S_CAPITAL] > 0.0
+        and not math.isnan(vel_div)
+    )
+
+
+@njit(cache=True)
+def try_entry_nb(st, hist, hist_n, params, bar_idx, ts, vel_div, ob_asset, ob_macro, has_ob):
+    """§13.3 ``_try_entry``: gate, IRP, DC, OB sub-2, sizing, ACB ceiling, open. True if opened.
+
+    The vel_div gate runs first (the Bible ranks assets first): identical decisions, and the IRP
+    ranking only runs on signal bars.
+    """
+    x, thr, ext = signal_space_nb(st, params, vel_div)
+    if not x < thr:
+        return False
+    a = pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob)
+    if a < 0:
+        return False
+    dc = nb.DC_NEUTRAL
+    if params[P_USE_DC] > 0.0:
+        dc = dc_check_nb(st, hist, hist_n, params, a)
+        if dc == nb.DC_CONTRADICT and params[P_DC_SKIP] > 0.0:
+            return False
+    conf = nb.confidence_nb(x, thr, ext)
+    market_mult = 1.0
+    if has_ob:
+        adj = nb.ob_confidence_adj_nb(
+            st[S_DIRECTION] * ob_asset[a, OB_IMBALANCE], ob_asset[a, OB_PERSISTENCE]
+        )
+        if adj < 0.0:
+            return False
+        conf *= adj
+        market_mult = min(max(ob_macro[OB_MARKET_MULT], 0.85), 1.20)  # OB sub-3: ±20%/15%
+    if params[P_HELL] > 0.0 and draw_nb(st, params) >= params[P_HELL_ENTRY_FILL]:
+        return False
+    frac, lev, bucket = size_nb(st, params, x, thr, ext)
+    dc_mult = params[P_DC_LEV_BOOST] if dc == nb.DC_CONFIRM else 1.0
+    final_lev = nb.final_leverage_nb(
+        lev,
+        dc_mult,
+        st[S_RSM],
+        market_mult,
+        params[P_MIN_LEV],
+        params[P_MAX_LEV],
+        params[P_ABS_MAX_LEV],
+        st[S_POSTURE] == POSTURE_STALKER,
+        params[P_STALKER_MAX_LEV],
+    )
+    notional = st[S_CAPITAL] * frac * final_lev
+    fee = 0.0
+    if params[P_HELL] > 0.0:
+        fee = nb.MAKER_FEE * notional  # a HELL entry that fills is a maker fill
+    elif params[P_USE_SP_FEES] > 0.0:
+        fee = nb.blended_fee_rate_nb(params[P_MAKER_ENTRY]) * notional
+    st[S_POS_OPEN] = 1.0
+    st[S_POS_ASSET] = a
+    st[S_POS_DIR] = st[S_DIRECTION]
+    st[S_POS_ENTRY_PRICE] = last_price_nb(hist, hist_n, a)
+    st[S_POS_NOTIONAL] = notional
+    st[S_POS_LEV] = final_lev
+    st[S_POS_FRACTION] = frac
+    st[S_POS_ENTRY_BAR] = bar_idx
+    st[S_POS_ENTRY_TS] = ts
+    st[S_POS_BUCKET] = bucket
+    st[S_POS_ENTRY_FEE] = fee
+    st[S_POS_CONF] = conf
+    st[S_POS_DQ] = ob_asset[a, OB_DEPTH_QUALITY] if has_ob else -1.0
+    st[S_POS_FILLP] = ob_asset[a, OB_FILL_PROB] if has_ob else 0.0
+    st[S_POS_POSTURE] = st[S_POSTURE]
+    return True
+
+
+@njit(cache=True)
+def step_bar_nb(
+    st,
+    hist,
+    hist_n,
+    trades,
+    params,
+    bar_idx,
+    ts,
+    vel_div,
+    data_gap,
+    vol_ok,
+    prices,
+    ob_asset,
+    ob_macro,
+    has_ob,
+):
+    """Advance the engine by one bar (Bible §13.1–§13.2). Returns a status code.
+
+    Order: bar count, gap counter, price and vel_div histories, ACB scale-2 size multiplier, exit
+    management (always first), then entry when flat.
+    """
+    st[S_BAR_COUNT] += 1.0
+    st[S_BARS_SINCE_GAP] = 0.0 if data_gap else st[S_BARS_SINCE_GAP] + 1.0
+    push_histories_nb(hist, hist_n, prices)
+    if not math.isnan(vel_div):
+        push_vd_nb(st, vel_div)
+        x, thr, ext = signal_space_nb(st, params, vel_div)
+        st[S_RSM] = nb.regime_size_mult_nb(
+            x, thr, ext, params[P_CONVEXITY], st[S_DAY_BOOST], st[S_DAY_BETA], st[S_DAY_MC_SCALE]
+        )
+    if st[S_POS_OPEN] > 0.0:
+        status = manage_position_nb(
+            st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, ob_macro, has_ob
+        )
+        if status != STATUS_OK:
+            return status
+    if entry_allowed_nb(st, params, bar_idx, vel_div, vol_ok):
+        try_entry_nb(st, hist, hist_n, params, bar_idx, ts, vel_div, ob_asset, ob_macro, has_ob)
+    return STATUS_OK
+
+
+@njit(cache=True)
+def equity_nb(st, hist, hist_n):
+    """Return mark-to-market equity: capital plus the open position's unrealised PnL less fee."""
+    eq = st[S_CAPITAL]
+    if st[S_POS_OPEN] > 0.0:
+        p = last_price_nb(hist, hist_n, int(st[S_POS_ASSET]))
+        e = st[S_POS_ENTRY_PRICE]
+        eq += st[S_POS_DIR] * (p - e) / e * st[S_POS_NOTIONAL] - st[S_POS_ENTRY_FEE]
+    return eq
+
+
+@njit(cache=True)
+def run_bars_nb(
+    st,
+    hist,
+    hist_n,
+    trades,
+    params,
+    bar0,
+    ts,
+    vel_div,
+    data_gap,
+    vol_ok,
+    prices,
+    ob_asset,
+    ob_macro,
+    has_ob,
+    equity_out,
+    in_pos_out,
+):
+    """Call ``step_bar_nb`` for each row; write equity and exposure per bar. Returns a status.
+
+    ``ob_asset``/``ob_macro`` hold one row per bar when ``has_ob``, else one (ignored) row.
+    """
+    for t in range(ts.shape[0]):
+        k = t if has_ob else 0
+        status = step_bar_nb(
+            st,
+            hist,
+            hist_n,
+            trades,
+            params,
+            bar0 + t,
+            ts[t],
+            vel_div[t],
+            data_gap[t],
+            vol_ok[t],
+            prices[t],
+            ob_asset[k],
+            ob_macro[k],
+            has_ob,
+        )
+        if status != STATUS_OK:
+            return status
+        equity_out[t] = equity_nb(st, hist, hist_n)
+        in_pos_out[t] = st[S_POS_OPEN] > 0.0
+    return STATUS_OK

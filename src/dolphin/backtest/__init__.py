@@ -1,0 +1,1 @@
+"""Replay backtest, metrics, HELL friction and the HTML report."""

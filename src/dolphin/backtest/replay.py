@@ -1,0 +1,216 @@
+"""Replay backtest: scans -> NDAlphaEngine day by day -> trades, equity, daily, metrics.
+
+The day loop is the Bible's §13.1 ``process_day``: ACB scales 1 and 3 once per UTC day, then every
+bar through the step kernel (``NDAlphaEngine.run_bars``). Decisions:
+- Leading rows with NaN vel_div are the scanner's warm-up (the 750-bar window is not full yet):
+  prices still feed the histories, no entry is possible. A NaN vel_div after the first finite one
+  is malformed input and raises ``BadInputError`` naming the row.
+- A position still open after the last bar is closed at its last price (``END_OF_DATA``) so the
+  trades, the equity curve and the final capital reconcile.
+- ``vol_regime_ok`` is read from an optional column of that name, else True (§13.1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.alpha.interfaces import McGate, ObEngine, PostureProvider
+from dolphin.core.config import DolphinConfig
+from dolphin.core.errors import BadInputError, MissingColumnError
+from dolphin.core.records import BUCKETS, EXIT_REASONS, POSTURES
+from dolphin.features.exf import FACTORS, ExfTable
+from dolphin.risk.acb import AdaptiveCircuitBreaker
+
+REQUIRED = ("timestamp", "vel_div", "v750_lambda_max_velocity", "data_gap")
+NON_ASSET = frozenset(
+    {
+        "timestamp",
+        "scan_number",
+        "n_assets",
+        "vel_div",
+        "instability_50",
+        "instability_150",
+        "data_gap",
+        "vol_regime_ok",
+    }
+)
+
+
+#: Per-window scan fields (v50_lambda_max, v750_n_assets, instability_150, ...).
+_SCAN_FIELD = re.compile(r"^(v\d+_|instability_)")
+
+
+@dataclass
+class ReplayResult:
+    """Everything a replay produces; DataFrames are exactly what gets written."""
+
+    trades: pd.DataFrame
+    equity: pd.DataFrame
+    daily: pd.DataFrame
+    metrics: dict[str, Any]
+    records: np.ndarray
+
+
+def asset_columns(scans: pd.DataFrame) -> list[str]:
+    """Return the close-price columns of a scan frame (every column that is not a scan field)."""
+    return [c for c in scans.columns if c not in NON_ASSET and not _SCAN_FIELD.match(str(c))]
+
+
+def validate_scans(scans: pd.DataFrame, source: str = "scans") -> list[str]:
+    """Check a scan frame; return its asset columns or raise a typed error."""
+    for col in REQUIRED:
+        if col not in scans.columns:
+            raise MissingColumnError("required scan column is missing", source=source, field=col)
+    ts = scans["timestamp"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        raise BadInputError("timestamp must be tz-aware UTC", source=source, field="timestamp")
+    if not ts.is_monotonic_increasing or ts.duplicated().any():
+        raise BadInputError(
+            "timestamps must be strictly increasing", source=source, field="timestamp"
+        )
+    vd = scans["vel_div"].to_numpy(dtype=float)
+    finite = np.isfinite(vd)
+    if finite.any():
+        first = int(np.argmax(finite))
+        bad = np.flatnonzero(~finite[first:])
+        if bad.size:
+            row = first + int(bad[0])
+            raise BadInputError(
+                "vel_div is NaN after the warm-up",
+                source=source,
+                row=row,
+                field="vel_div",
+                value=float(vd[row]),
+            )
+    assets = asset_columns(scans)
+    if not assets:
+        raise MissingColumnError("no asset price columns", source=source)
+    return assets
+
+
+def _trades_frame(rec: np.ndarray, assets: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rec)
+    out = pd.DataFrame(
+        {
+            "trade_id": df["trade_id"],
+            "entry_time": pd.to_datetime(df["entry_ts"], utc=True),
+            "exit_time": pd.to_datetime(df["exit_ts"], utc=True),
+            "entry_bar": df["entry_bar"],
+            "exit_bar": df["exit_bar"],
+            "asset": [assets[i] for i in df["asset"]],
+            "direction": np.where(df["direction"] < 0, "SHORT", "LONG"),
+        }
+    )
+    for col in (
+        "entry_price",
+        "exit_price",
+        "notional",
+        "leverage",
+        "fraction",
+        "confidence",
+        "entry_fee",
+        "exit_fee",
+        "ob_edge_pct",
+        "pnl_pct",
+        "pnl",
+        "capital_after",
+    ):
+        out[col] = df[col].astype(float)
+    out["exit_reason"] = [EXIT_REASONS[i] for i in df["exit_reason"]]
+    out["bucket"] = [BUCKETS[i] for i in df["bucket"]]
+    out["posture"] = [POSTURES[i] for i in df["posture"]]
+    return out
+
+
+def _day_row(summary, acb_day, equity_end: float) -> dict[str, Any]:
+    row = {
+        "date": summary.date,
+        "pnl": summary.pnl,
+        "capital_end": summary.capital,
+        "equity_end": equity_end,
+        "trades": summary.trades,
+        "boost": summary.boost,
+        "beta": summary.beta,
+        "signals": acb_day.signals,
+        "mc_status": summary.mc_status,
+        "posture": summary.posture,
+        "absent_factors": ",".join(acb_day.absent),
+    }
+    row.update({f"exf_{k}": acb_day.factors[k] for k in FACTORS})
+    return row
+
+
+def run_replay(
+    scans: pd.DataFrame,
+    config: DolphinConfig,
+    *,
+    exf: ExfTable | None = None,
+    hell: bool = False,
+    posture_provider: PostureProvider | None = None,
+    mc_gate: McGate | None = None,
+    ob_engine: ObEngine | None = None,
+    source: str = "scans",
+) -> ReplayResult:
+    """Replay ``scans`` through the engine and return trades, equity, daily table and metrics."""
+    from dolphin.backtest.metrics import compute_metrics
+
+    assets = validate_scans(scans, source)
+    engine = NDAlphaEngine(
+        config,
+        assets,
+        hell=hell,
+        posture_provider=posture_provider,
+        mc_gate=mc_gate,
+        ob_engine=ob_engine,
+    )
+    acb = AdaptiveCircuitBreaker(config.acb, exf)
+    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    vd = scans["vel_div"].to_numpy(dtype=np.float64)
+    prices = np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64))
+    gap = scans["data_gap"].to_numpy(dtype=np.bool_)
+    vol_ok = (
+        scans["vol_regime_ok"].to_numpy(dtype=np.bool_)
+        if "vol_regime_ok" in scans
+        else np.ones(len(scans), dtype=np.bool_)
+    )
+    v750 = scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64)
+    day_no = ts // 86_400_000_000_000  # UTC day number; strftime on every row is far slower
+    bounds = np.flatnonzero(np.r_[True, day_no[1:] != day_no[:-1], True])
+    dates = {int(lo): str(scans["timestamp"].iloc[lo].date()) for lo in bounds[:-1]}
+    equity = np.empty(len(scans))
+    in_pos = np.zeros(len(scans), dtype=np.bool_)
+    days = []
+    for lo, hi in itertools.pairwise(bounds):
+        acb_day = acb.day(dates[int(lo)])
+        engine.begin_day(dates[int(lo)], acb=acb_day)
+        equity[lo:hi], in_pos[lo:hi] = engine.run_bars(
+            int(lo), ts[lo:hi], vd[lo:hi], prices[lo:hi], gap[lo:hi], vol_ok[lo:hi]
+        )
+        if hi == len(scans) and engine.in_position:
+            engine.close_open_position(hi - 1, int(ts[hi - 1]))
+            equity[hi - 1] = engine.capital
+        day_v750 = v750[lo:hi][np.isfinite(v750[lo:hi])]
+        if day_v750.size:
+            acb.observe_w750(float(np.median(day_v750)))
+        days.append(_day_row(engine.end_day(), acb_day, float(equity[hi - 1])))
+    rec = engine.trades
+    trades = _trades_frame(rec, assets)
+    equity_df = pd.DataFrame(
+        {
+            "timestamp": scans["timestamp"].reset_index(drop=True),
+            "equity": equity,
+            "in_position": in_pos,
+        }
+    )
+    daily = pd.DataFrame(days)
+    metrics = compute_metrics(
+        trades, equity_df, daily, initial_capital=config.alpha.initial_capital, config_id=config.id
+    )
+    return ReplayResult(trades, equity_df, daily, metrics, rec)

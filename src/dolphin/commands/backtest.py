@@ -1,0 +1,58 @@
+"""`dolphin backtest`: replay scans through the engine and write trades, metrics and a report.
+
+Research command: any valid config is accepted (a partial YAML of overrides included) and its id is
+printed. The run with the other friction (default vs HELL) is computed too and shown beside it in
+``report.html``; only the chosen friction's data files are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``backtest`` subcommand."""
+    p = sub.add_parser("backtest", help="replay scans through NDAlphaEngine")
+    p.add_argument("--scans", required=True, type=Path, help="scans parquet")
+    p.add_argument("--config", type=Path, default=None, help="YAML of overrides (default: blue)")
+    p.add_argument("--factors", type=Path, default=None, help="indices folder for ACB factors")
+    p.add_argument("--friction", choices=("default", "hell"), default="default")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the backtest; print the config id, the metrics and the report path."""
+    import pandas as pd
+
+    from dolphin.backtest.output import write_outputs
+    from dolphin.backtest.replay import run_replay
+    from dolphin.backtest.report import render_report
+    from dolphin.core.config import load_config
+    from dolphin.core.errors import BadInputError
+    from dolphin.core.io import atomic_write_text
+    from dolphin.features.exf import ExfTable
+
+    config = load_config(args.config)
+    print(f"config_id {config.id}")
+    try:
+        scans = pd.read_parquet(args.scans)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
+    hell = args.friction == "hell"
+    main = run_replay(scans, config, exf=exf, hell=hell, source=str(args.scans))
+    other = run_replay(scans, config, exf=exf, hell=not hell, source=str(args.scans))
+    write_outputs(main, args.out)
+    report = Path(args.out) / "report.html"
+    labels = (
+        ("HELL friction", "default friction") if hell else ("default friction", "HELL friction")
+    )
+    atomic_write_text(
+        report, render_report(main, label=labels[0], other=other, other_label=labels[1])
+    )
+    print(json.dumps(main.metrics, sort_keys=True))
+    print(f"report {report}")
+    return 0

@@ -1,0 +1,1 @@
+"""External, order-book and esoteric features."""

@@ -1,0 +1,1 @@
+"""Risk layer: ACB v6 (survival and forewarner arrive separately)."""
