@@ -16,11 +16,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.kit.scans import random_scans
-
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.backtest.replay import asset_columns, run_replay
 from dolphin.core.config import DolphinConfig
+from tests.kit.scans import random_scans
 
 N_BARS = 30 * 1440
 N_ASSETS = 50

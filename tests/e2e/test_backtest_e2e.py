@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tests.kit.paths import SPOT_1M_2021, require
 
 from dolphin.backtest.replay import run_replay
 from dolphin.cli import main
 from dolphin.core.config import DolphinConfig, ScannerConfig
 from dolphin.scanner.scanner import scan_prices
+from tests.kit.paths import SPOT_1M_2021, require
 
 
 def _lambda_share(r: np.ndarray) -> float:

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from tests.kit.builders import long_bars, real_bars, write_binance_csv, write_long_parquet
-from tests.kit.paths import ALL_BAR_FILES, REPO, SAMPLE, require
 
 from dolphin.cli import main
 from dolphin.data import read_wide
+from tests.kit.builders import long_bars, real_bars, write_binance_csv, write_long_parquet
+from tests.kit.paths import ALL_BAR_FILES, REPO, SAMPLE, require
 
 
 @pytest.mark.parametrize("path", ALL_BAR_FILES, ids=lambda p: p.name)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.integration.store.hzkit import fast_store, make_spec
 
 from dolphin.store.hazelcast import HazelcastStore
 from dolphin.store.hzctl import LocalCluster
 from dolphin.store.memory import MemoryStore
 from dolphin.store.schema import ALL_MAPS
+from tests.integration.store.hzkit import fast_store, make_spec
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from tests.integration.store.hzkit import Collector, wait_for
 
 from dolphin.core.errors import BadInputError
 from dolphin.store.errors import LockNotHeldError, MalformedValueError, StoreUnavailableError
@@ -26,6 +25,7 @@ from dolphin.store.schema import (
     encode_value,
     shard_map_name,
 )
+from tests.integration.store.hzkit import Collector, wait_for
 
 MAP = "DOLPHIN_STATE_BLUE"
 

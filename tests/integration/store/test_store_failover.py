@@ -7,13 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.store.hzkit import (
-    TEST_CLUSTER,
-    fast_store,
-    free_base_port,
-    make_spec,
-    wait_for,
-)
 
 from dolphin.cli import main
 from dolphin.store.cluster import kill_member
@@ -23,6 +16,13 @@ from dolphin.store.hazelcast import HazelcastStore
 from dolphin.store.hzctl import LocalCluster, stop_cluster
 from dolphin.store.records import RecordMap
 from dolphin.store.schema import FEATURES, STATE_BLUE, encode_value
+from tests.integration.store.hzkit import (
+    TEST_CLUSTER,
+    fast_store,
+    free_base_port,
+    make_spec,
+    wait_for,
+)
 
 pytestmark = pytest.mark.hazelcast
 

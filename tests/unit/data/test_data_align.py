@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.kit.builders import long_bars, wide_closes, write_long_parquet
 
 from dolphin.core.errors import DataError, MixedBarSizeError
 from dolphin.data import (
@@ -15,6 +14,7 @@ from dolphin.data import (
     load_wide,
     read_wide,
 )
+from tests.kit.builders import long_bars, wide_closes, write_long_parquet
 
 NAN = np.nan
 

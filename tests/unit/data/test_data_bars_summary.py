@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.kit.builders import long_bars
-from tests.kit.paths import SPOT_1M_2021, require
 
 from dolphin.core.errors import BadInputError, DataError
 from dolphin.data import format_bar, infer_bar, load_bars, parse_bar, summarize
 from dolphin.data.bars import format_duration
 from dolphin.data.sample import cut_sample
+from tests.kit.builders import long_bars
+from tests.kit.paths import SPOT_1M_2021, require
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.kit.builders import (
-    long_bars,
-    real_bars,
-    write_binance_csv,
-    write_freqtrade_feather,
-    write_freqtrade_json,
-    write_long_parquet,
-)
 
 from dolphin.core.errors import (
     BadPriceError,
@@ -26,6 +18,14 @@ from dolphin.core.errors import (
     UnsupportedFormatError,
 )
 from dolphin.data import load_bars, validate_bars
+from tests.kit.builders import (
+    long_bars,
+    real_bars,
+    write_binance_csv,
+    write_freqtrade_feather,
+    write_freqtrade_json,
+    write_long_parquet,
+)
 
 
 def raises_at(error, path, row, value, **kwargs):

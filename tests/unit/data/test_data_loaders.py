@@ -8,6 +8,10 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+
+from dolphin.core.errors import DataError, UnsupportedFormatError
+from dolphin.data import detect_format, load_bars
+from dolphin.data.loaders import symbol_from_name
 from tests.kit.builders import (
     real_bars,
     write_binance_csv,
@@ -16,10 +20,6 @@ from tests.kit.builders import (
     write_long_parquet,
 )
 from tests.kit.paths import SAMPLE, USDM_1M_2025, require
-
-from dolphin.core.errors import DataError, UnsupportedFormatError
-from dolphin.data import detect_format, load_bars
-from dolphin.data.loaders import symbol_from_name
 
 PRICES = ["open", "high", "low", "close", "volume"]
 
