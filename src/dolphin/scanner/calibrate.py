@@ -85,14 +85,37 @@ def shuffled_prices(closes: pd.DataFrame, rng: np.random.Generator) -> pd.DataFr
     return pd.DataFrame(np.exp(path), columns=full.columns)
 
 
+def full_universe_span(scans: pd.DataFrame, min_universe: float) -> pd.DataFrame:
+    """The longest run of bars where at least ``min_universe`` of the largest universe trades.
+
+    A set whose universe grows (listings) or shrinks (files ending early) is compared with its
+    surrogate where nearly every asset trades, so both see the same assets.
+    """
+    n = scans["n_assets"].to_numpy()
+    ok = n >= min_universe * n.max()
+    best, start, best_span = 0, None, (0, len(scans))
+    for i, flag in enumerate(np.append(ok, False)):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if i - start > best:
+                best, best_span = i - start, (start, i)
+            start = None
+    return scans.iloc[best_span[0] : best_span[1]].reset_index(drop=True)
+
+
 def calibrate(
     scans: pd.DataFrame,
     threshold: float = -0.02,
     config: ScannerConfig | None = None,
     seed: int = 42,
+    min_universe: float = 0.9,
 ) -> dict[str, object]:
     """Real vs shuffled-surrogate vel_div statistics for a scan set (see module docstring)."""
     config = config or ScannerConfig()
+    if "n_assets" not in scans.columns:
+        raise MissingColumnError("scan column missing", field="n_assets")
+    scans = full_universe_span(scans, min_universe)
     known = set(scan_columns(config))
     assets = [c for c in scans.columns if c not in known]
     ts = pd.to_datetime(scans["timestamp"])
@@ -105,6 +128,7 @@ def calibrate(
     sur = vel_div_stats(sur_scans["vel_div"].to_numpy(), bar_seconds, threshold)
     return {
         "threshold": threshold,
+        "span": [str(ts.iloc[0]), str(ts.iloc[-1])],
         "bar_seconds": bar_seconds,
         "assets_real": len(assets),
         "assets_surrogate": surrogate_prices.shape[1] - 1,
@@ -126,6 +150,7 @@ def format_calibration(result: dict[str, object]) -> str:
         f"vel_div calibration at threshold {result['threshold']:+g} "
         f"(bar {result['bar_seconds']:g}s, surrogate: bars shuffled in time, "
         f"seed {result['seed']})",
+        f"span {result['span'][0]} -> {result['span'][1]}",
         f"{'':24}{'real':>14}{'surrogate':>14}",
         f"{'assets':24}{result['assets_real']:>14}{result['assets_surrogate']:>14}",
         f"{'tradable bars':24}{real['bars']:>14,}{sur['bars']:>14,}",
