@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from dolphin import __version__
 from dolphin.core.errors import DolphinError
 
-COMMAND_MODULES = ("run", "data", "config", "scan", "hz", "backtest")
+COMMAND_MODULES = (
+    "run", "data", "config", "scan", "hz", "backtest", "mc", "paper",
+    "sweep", "walkforward", "optimize", "study",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,6 +77,7 @@ class NDAlphaEngine:
         self._day_start_capital = self.capital
         self._day_trades0 = 0
         self._mc_status = "OK"
+        self._entry_block = False
 
     # ------------------------------------------------------------ properties
     @property
@@ -121,17 +122,38 @@ class NDAlphaEngine:
         report = self.mc_gate.assess(date, self.config.alpha.max_leverage * s[lay.S_DAY_BOOST])
         self._mc_status = report.status
         s[lay.S_DAY_MC_SCALE] = 0.5 if self._mc_status == "ORANGE" else 1.0
-        s[lay.S_HALT] = 1.0 if self._mc_status == "RED" else 0.0
+        self._entry_block = False
         self.set_posture(posture or self.posture_provider.posture(date))
 
+    @property
+    def mc_status(self) -> str:
+        """The day's MC-Forewarner status (OK, ORANGE or RED)."""
+        return self._mc_status
+
     def set_posture(self, posture: str) -> None:
-        """Apply a posture (§11.7): TURTLE/HIBERNATE halt entries, HIBERNATE forces an exit."""
+        """Apply a posture (§11.7): TURTLE/HIBERNATE halt entries, HIBERNATE forces an exit.
+
+        May be called between bars (the survival controller's per-bar posture): the halt is
+        recomputed from the day's MC status, the posture and any pre-trade entry block, so a
+        posture that improves mid-day lifts a posture halt but never an MC RED one (§12).
+        """
         if posture not in POSTURES:
             raise ValueError(f"unknown posture {posture!r}; expected one of {POSTURES}")
-        code = POSTURES.index(posture)
-        self.state[lay.S_POSTURE] = code
-        if code >= POSTURES.index("TURTLE"):
-            self.state[lay.S_HALT] = 1.0
+        self.state[lay.S_POSTURE] = POSTURES.index(posture)
+        self._refresh_halt()
+
+    def set_entry_block(self, blocked: bool) -> None:
+        """Block (or unblock) new entries from the next bar on: a pre-trade denial."""
+        self._entry_block = bool(blocked)
+        self._refresh_halt()
+
+    def _refresh_halt(self) -> None:
+        halt = (
+            self._mc_status == "RED"
+            or self.state[lay.S_POSTURE] >= POSTURES.index("TURTLE")
+            or self._entry_block
+        )
+        self.state[lay.S_HALT] = 1.0 if halt else 0.0
 
     def update_acb_boost(self, boost: float, beta: float) -> None:
         """Apply a mid-day ACB update (§10.5); §7.3 flags a forced exit on a big drop."""

@@ -1,9 +1,12 @@
 """The one step kernel ``step_bar_nb`` and the bar loop ``run_bars_nb`` (Bible §13).
 
-Every driver calls ``step_bar_nb``: the replay through ``run_bars_nb`` (a numba loop over a day's
-bars), the live path once per scan through ``NDAlphaEngine.step_bar``, the sweep once per bar per
-parameter column. State is the flat vector of ``layout.py`` plus the price ring buffers; trades are
-written into a preallocated ``TRADE_DTYPE`` buffer.
+Every driver runs the same two steps per bar, ``push_histories_nb`` then ``step_state_nb``
+(``step_bar_nb`` is the two together): the replay through ``run_bars_nb`` (a numba loop over a
+day's bars), the live path once per scan through ``NDAlphaEngine.step_bar``, the sweep
+(``backtest/sweep_nb.py``) once per bar for the prices and once per bar per parameter column for
+the state, sharing the bar's IRP ranking between columns. State is the flat vector of
+``layout.py`` plus the price ring buffers; trades are written into a preallocated ``TRADE_DTYPE``
+buffer.
 """
 
 from __future__ import annotations
@@ -254,18 +257,28 @@ def close_position_nb(st, trades, params, bar_idx, ts, price, reason):
 
 
 @njit(cache=True)
-def manage_position_nb(st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, ob_macro, has_ob):
-    """Evaluate the §7.1 exits (with the §7.2 OB adjustments) and close when one fires."""
+def exit_reason_at_nb(st, price, bar_idx, tp, sl, max_hold):
+    """Return the §7.1 exit reason of the open position at ``price`` (−1 holds)."""
+    d = st[S_POS_DIR]
+    pnl_pct = d * (price - st[S_POS_ENTRY_PRICE]) / st[S_POS_ENTRY_PRICE]
+    held = bar_idx - int(st[S_POS_ENTRY_BAR])
+    hibernate = st[S_POSTURE] == POSTURE_HIBERNATE
+    return nb.exit_reason_nb(pnl_pct, held, tp, sl, max_hold, hibernate, st[S_PENDING_SUBDAY] > 0)
+
+
+@njit(cache=True)
+def exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob):
+    """Return ``(reason, price)`` of the §7.1 exits (with the §7.2 OB adjustments); −1 holds."""
     a = int(st[S_POS_ASSET])
     price = last_price_nb(hist, hist_n, a)
     if not price > 0.0:
-        return STATUS_OK
-    d = st[S_POS_DIR]
-    pnl_pct = d * (price - st[S_POS_ENTRY_PRICE]) / st[S_POS_ENTRY_PRICE]
+        return -1, price
     tp = params[P_TP]
     sl = params[P_STOP]
     mh = int(params[P_MAX_HOLD])
     if has_ob:
+        d = st[S_POS_DIR]
+        pnl_pct = d * (price - st[S_POS_ENTRY_PRICE]) / st[S_POS_ENTRY_PRICE]
         tp, sl, mh = nb.dynamic_exit_params_nb(
             tp,
             sl,
@@ -276,27 +289,66 @@ def manage_position_nb(st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, 
             d * ob_asset[a, OB_IMBALANCE],
             ob_asset[a, OB_WITHDRAWAL],
         )
-    held = bar_idx - int(st[S_POS_ENTRY_BAR])
-    reason = nb.exit_reason_nb(
-        pnl_pct, held, tp, sl, mh, st[S_POSTURE] == POSTURE_HIBERNATE, st[S_PENDING_SUBDAY] > 0
-    )
+    return exit_reason_at_nb(st, price, bar_idx, tp, sl, mh), price
+
+
+@njit(cache=True)
+def manage_position_nb(st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, ob_macro, has_ob):
+    """Evaluate the §7.1 exits (with the §7.2 OB adjustments) and close when one fires."""
+    reason, price = exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob)
     if reason < 0:
         return STATUS_OK
     return close_position_nb(st, trades, params, bar_idx, ts, price, reason)
 
 
 @njit(cache=True)
-def pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob):
+def new_irp_cache_nb(n_assets):
+    """Return an empty IRP ranking cache ``(irp_i, irp_f)``, one row per direction.
+
+    ``irp_i[k] = [valid, n_valid, order[n_assets], action[n_assets]]``, ``irp_f[k] = alignment``;
+    row 0 is SHORT, row 1 LONG. The ranking depends only on the price histories, the direction
+    and the bar's OB depth, never on a swept parameter, so every parameter column stepped on the
+    same bar shares it (issue 5); ``push_histories_nb`` callers invalidate it each bar.
+    """
+    return np.zeros((2, 2 + 2 * n_assets), dtype=np.int64), np.zeros((2, n_assets))
+
+
+@njit(cache=True)
+def invalidate_irp_cache_nb(irp_i):
+    """Mark both cached rankings stale (the histories changed)."""
+    irp_i[0, 0] = 0
+    irp_i[1, 0] = 0
+
+
+@njit(cache=True)
+def pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob, irp_i, irp_f):
     """Return the §5 IRP asset (−1 if none passes), or the fallback asset when IRP is off."""
     d = int(st[S_DIRECTION])
     if params[P_USE_IRP] == 0.0:
         a = int(st[S_FALLBACK_ASSET])
         return a if hist_n[a] > 0 else -1
     dq = ob_asset[:, OB_DEPTH_QUALITY]
-    order, n_valid, _, action, align = nb.rank_assets_irp_nb(
-        hist, hist_n, int(params[P_IRP_WINDOW]), d, dq, has_ob
+    n = hist.shape[0]
+    k = 0 if d < 0 else 1
+    if irp_i[k, 0] == 0:
+        order, n_valid, _, action, align = nb.rank_assets_irp_nb(
+            hist, hist_n, int(params[P_IRP_WINDOW]), d, dq, has_ob
+        )
+        irp_i[k, 0] = 1
+        irp_i[k, 1] = n_valid
+        irp_i[k, 2 : 2 + n] = order
+        irp_i[k, 2 + n :] = action
+        irp_f[k, :] = align
+    return nb.select_asset_nb(
+        irp_i[k, 2 : 2 + n],
+        irp_i[k, 1],
+        irp_i[k, 2 + n :],
+        irp_f[k],
+        params[P_MIN_IRP_ALIGN],
+        d,
+        dq,
+        has_ob,
     )
-    return nb.select_asset_nb(order, n_valid, action, align, params[P_MIN_IRP_ALIGN], d, dq, has_ob)
 
 
 @njit(cache=True)
@@ -356,7 +408,9 @@ def entry_allowed_nb(st, params, bar_idx, vel_div, vol_ok):
 
 
 @njit(cache=True)
-def try_entry_nb(st, hist, hist_n, params, bar_idx, ts, vel_div, ob_asset, ob_macro, has_ob):
+def try_entry_nb(
+    st, hist, hist_n, params, bar_idx, ts, vel_div, ob_asset, ob_macro, has_ob, irp_i, irp_f
+):
     """§13.3 ``_try_entry``: gate, IRP, DC, OB sub-2, sizing, ACB ceiling, open. True if opened.
 
     The vel_div gate runs first (the Bible ranks assets first): identical decisions, and the IRP
@@ -365,7 +419,7 @@ def try_entry_nb(st, hist, hist_n, params, bar_idx, ts, vel_div, ob_asset, ob_ma
     x, thr, ext = signal_space_nb(st, params, vel_div)
     if not x < thr:
         return False
-    a = pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob)
+    a = pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob, irp_i, irp_f)
     if a < 0:
         return False
     dc = nb.DC_NEUTRAL
@@ -441,38 +495,168 @@ def step_bar_nb(
 ):
     """Advance the engine by one bar (Bible §13.1–§13.2). Returns a status code.
 
-    Order: bar count, gap counter, price and vel_div histories, ACB scale-2 size multiplier, exit
-    management (always first), then entry when flat.
+    Pushes the bar's prices into the histories, then runs ``step_state_nb`` (everything that
+    depends on the parameters). The sweep does the same two steps, the push once per bar for all
+    parameter columns.
     """
+    push_histories_nb(hist, hist_n, prices)
+    irp_i, irp_f = new_irp_cache_nb(hist.shape[0])
+    return step_state_nb(
+        st,
+        hist,
+        hist_n,
+        trades,
+        params,
+        bar_idx,
+        ts,
+        vel_div,
+        data_gap,
+        vol_ok,
+        ob_asset,
+        ob_macro,
+        has_ob,
+        irp_i,
+        irp_f,
+    )
+
+
+@njit(cache=True)
+def advance_bar_nb(st, vel_div, data_gap):
+    """Count the bar, the bars since a data gap and push vel_div: what every state does."""
     st[S_BAR_COUNT] += 1.0
     st[S_BARS_SINCE_GAP] = 0.0 if data_gap else st[S_BARS_SINCE_GAP] + 1.0
-    push_histories_nb(hist, hist_n, prices)
     if not math.isnan(vel_div):
         push_vd_nb(st, vel_div)
-        x, thr, ext = signal_space_nb(st, params, vel_div)
-        st[S_RSM] = nb.regime_size_mult_nb(
-            x, thr, ext, params[P_CONVEXITY], st[S_DAY_BOOST], st[S_DAY_BETA], st[S_DAY_MC_SCALE]
-        )
+
+
+@njit(cache=True)
+def no_signal_nb(st, params, vel_div):
+    """Return True when the bar carries no §4.1 signal for this state (NaN vel_div is none).
+
+    A flat state on such a bar does nothing in ``act_nb``: the sweep skips the call.
+    """
+    x, thr, _ = signal_space_nb(st, params, vel_div)
+    return not x < thr
+
+
+@njit(cache=True)
+def act_nb(
+    st,
+    hist,
+    hist_n,
+    trades,
+    params,
+    bar_idx,
+    ts,
+    vel_div,
+    vol_ok,
+    ob_asset,
+    ob_macro,
+    has_ob,
+    irp_i,
+    irp_f,
+):
+    """Exit management (always first), then entry when flat and the bar carries a signal.
+
+    The §4.1 gate is tested before the entry call because most bars carry no signal. The ACB
+    scale-2 size multiplier (§10.4) is read only by the entry, from this bar's vel_div, so it is
+    computed on the signal bars only.
+    """
     if st[S_POS_OPEN] > 0.0:
-        status = manage_position_nb(
-            st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, ob_macro, has_ob
-        )
-        if status != STATUS_OK:
-            return status
+        reason, price = exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob)
+        if reason >= 0:
+            status = close_position_nb(st, trades, params, bar_idx, ts, price, reason)
+            if status != STATUS_OK:
+                return status
     if entry_allowed_nb(st, params, bar_idx, vel_div, vol_ok):
-        try_entry_nb(st, hist, hist_n, params, bar_idx, ts, vel_div, ob_asset, ob_macro, has_ob)
+        x, thr, ext = signal_space_nb(st, params, vel_div)
+        if x < thr:
+            st[S_RSM] = nb.regime_size_mult_nb(
+                x,
+                thr,
+                ext,
+                params[P_CONVEXITY],
+                st[S_DAY_BOOST],
+                st[S_DAY_BETA],
+                st[S_DAY_MC_SCALE],
+            )
+            try_entry_nb(
+                st,
+                hist,
+                hist_n,
+                params,
+                bar_idx,
+                ts,
+                vel_div,
+                ob_asset,
+                ob_macro,
+                has_ob,
+                irp_i,
+                irp_f,
+            )
     return STATUS_OK
+
+
+@njit(cache=True)
+def step_state_nb(
+    st,
+    hist,
+    hist_n,
+    trades,
+    params,
+    bar_idx,
+    ts,
+    vel_div,
+    data_gap,
+    vol_ok,
+    ob_asset,
+    ob_macro,
+    has_ob,
+    irp_i,
+    irp_f,
+):
+    """Advance one engine state by one bar whose prices are already in the histories.
+
+    ``advance_bar_nb`` (bar count, gap counter, vel_div history) then ``act_nb`` (exits, then
+    entry). ``irp_i``/``irp_f`` is the bar's IRP ranking cache (``new_irp_cache_nb``), shared by
+    every state stepped on this bar. The sweep runs the same two calls and skips ``act_nb`` where
+    it is a no-op (flat with ``no_signal_nb``, or open with no ``exit_reason_at_nb``).
+    """
+    advance_bar_nb(st, vel_div, data_gap)
+    return act_nb(
+        st,
+        hist,
+        hist_n,
+        trades,
+        params,
+        bar_idx,
+        ts,
+        vel_div,
+        vol_ok,
+        ob_asset,
+        ob_macro,
+        has_ob,
+        irp_i,
+        irp_f,
+    )
+
+
+@njit(cache=True)
+def equity_at_nb(st, price):
+    """Return mark-to-market equity with the open position's asset at ``price``."""
+    eq = st[S_CAPITAL]
+    if st[S_POS_OPEN] > 0.0:
+        e = st[S_POS_ENTRY_PRICE]
+        eq += st[S_POS_DIR] * (price - e) / e * st[S_POS_NOTIONAL] - st[S_POS_ENTRY_FEE]
+    return eq
 
 
 @njit(cache=True)
 def equity_nb(st, hist, hist_n):
     """Return mark-to-market equity: capital plus the open position's unrealised PnL less fee."""
-    eq = st[S_CAPITAL]
     if st[S_POS_OPEN] > 0.0:
-        p = last_price_nb(hist, hist_n, int(st[S_POS_ASSET]))
-        e = st[S_POS_ENTRY_PRICE]
-        eq += st[S_POS_DIR] * (p - e) / e * st[S_POS_NOTIONAL] - st[S_POS_ENTRY_FEE]
-    return eq
+        return equity_at_nb(st, last_price_nb(hist, hist_n, int(st[S_POS_ASSET])))
+    return st[S_CAPITAL]
 
 
 @njit(cache=True)
@@ -494,13 +678,17 @@ def run_bars_nb(
     equity_out,
     in_pos_out,
 ):
-    """Call ``step_bar_nb`` for each row; write equity and exposure per bar. Returns a status.
+    """Run ``step_bar_nb``'s two steps for each row; write equity and exposure per bar.
 
+    Returns a status. The IRP cache is allocated once for the loop, not once per bar.
     ``ob_asset``/``ob_macro`` hold one row per bar when ``has_ob``, else one (ignored) row.
     """
+    irp_i, irp_f = new_irp_cache_nb(hist.shape[0])
     for t in range(ts.shape[0]):
         k = t if has_ob else 0
-        status = step_bar_nb(
+        push_histories_nb(hist, hist_n, prices[t])
+        invalidate_irp_cache_nb(irp_i)
+        status = step_state_nb(
             st,
             hist,
             hist_n,
@@ -511,10 +699,11 @@ def run_bars_nb(
             vel_div[t],
             data_gap[t],
             vol_ok[t],
-            prices[t],
             ob_asset[k],
             ob_macro[k],
             has_ob,
+            irp_i,
+            irp_f,
         )
         if status != STATUS_OK:
             return status

@@ -61,17 +61,58 @@ def _risk_ratios(r: np.ndarray) -> tuple[float | None, float | None]:
     return sharpe, sortino
 
 
-def _trade_stats(trades: pd.DataFrame) -> dict[str, Any]:
-    pnl = trades["pnl"].to_numpy(dtype=float)
+def _trade_stats(pnl: np.ndarray, held: np.ndarray) -> dict[str, Any]:
     wins = float(pnl[pnl > 0].sum())
     losses = float(-pnl[pnl < 0].sum())
-    held = (trades["exit_bar"] - trades["entry_bar"]).to_numpy(dtype=float)
     return {
         "profit_factor": wins / losses if losses > 0 else None,
         "win_rate": float((pnl > 0).mean()) if pnl.size else None,
         "trades": int(pnl.size),
         "avg_hold_bars": float(held.mean()) if held.size else None,
     }
+
+
+def metrics_from_arrays(
+    *,
+    pnl: np.ndarray,
+    held: np.ndarray,
+    max_dd: float,
+    exposure: float,
+    bars: int,
+    capital_end: np.ndarray,
+    equity_end: np.ndarray,
+    initial_capital: float,
+    config_id: str,
+    sha256: str,
+) -> dict[str, Any]:
+    """Return the metrics dict from plain arrays (the one definition; the sweep calls it too).
+
+    ``pnl``/``held``: per trade; ``capital_end``/``equity_end``: per day; ``max_dd`` and
+    ``exposure`` of the per-bar mark-to-market equity curve.
+    """
+    final = float(capital_end[-1]) if capital_end.size else initial_capital
+    days = max(capital_end.size, 1)
+    growth = final / initial_capital
+    prev = np.concatenate([[initial_capital], equity_end[:-1]])
+    sharpe, sortino = _risk_ratios(equity_end / prev - 1.0)
+    cagr = growth ** (365.0 / days) - 1.0 if growth > 0 else -1.0
+    out: dict[str, Any] = {
+        "roi": growth - 1.0,
+        "sharpe": _none_if_bad(sharpe),
+        "sortino": _none_if_bad(sortino),
+        "calmar": _none_if_bad(cagr / max_dd) if max_dd > 0 else None,
+        "max_drawdown": max_dd,
+        "geometric_growth_daily": growth ** (1.0 / days) - 1.0 if growth > 0 else -1.0,
+        "exposure": exposure,
+        "final_capital": final,
+        "initial_capital": initial_capital,
+        "days": int(capital_end.size),
+        "bars": int(bars),
+        "config_id": config_id,
+        "trades_sha256": sha256,
+    }
+    out.update(_trade_stats(pnl, held))
+    return out
 
 
 def compute_metrics(
@@ -83,26 +124,15 @@ def compute_metrics(
     config_id: str,
 ) -> dict[str, Any]:
     """Return the metrics dict written to ``metrics.json``."""
-    final = float(daily["capital_end"].iloc[-1]) if len(daily) else initial_capital
-    days = max(len(daily), 1)
-    growth = final / initial_capital
-    mdd = max_drawdown(equity["equity"].to_numpy(dtype=float))
-    sharpe, sortino = _risk_ratios(daily_returns(daily, initial_capital))
-    cagr = growth ** (365.0 / days) - 1.0 if growth > 0 else -1.0
-    out: dict[str, Any] = {
-        "roi": growth - 1.0,
-        "sharpe": _none_if_bad(sharpe),
-        "sortino": _none_if_bad(sortino),
-        "calmar": _none_if_bad(cagr / mdd) if mdd > 0 else None,
-        "max_drawdown": mdd,
-        "geometric_growth_daily": growth ** (1.0 / days) - 1.0 if growth > 0 else -1.0,
-        "exposure": float(equity["in_position"].mean()) if len(equity) else 0.0,
-        "final_capital": final,
-        "initial_capital": initial_capital,
-        "days": len(daily),
-        "bars": len(equity),
-        "config_id": config_id,
-        "trades_sha256": trades_sha256(trades),
-    }
-    out.update(_trade_stats(trades))
-    return out
+    return metrics_from_arrays(
+        pnl=trades["pnl"].to_numpy(dtype=float),
+        held=(trades["exit_bar"] - trades["entry_bar"]).to_numpy(dtype=float),
+        max_dd=max_drawdown(equity["equity"].to_numpy(dtype=float)),
+        exposure=float(equity["in_position"].mean()) if len(equity) else 0.0,
+        bars=len(equity),
+        capital_end=daily["capital_end"].to_numpy(dtype=float) if len(daily) else np.zeros(0),
+        equity_end=daily["equity_end"].to_numpy(dtype=float) if len(daily) else np.zeros(0),
+        initial_capital=initial_capital,
+        config_id=config_id,
+        sha256=trades_sha256(trades),
+    )

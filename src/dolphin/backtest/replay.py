@@ -4,10 +4,15 @@ The day loop is the Bible's §13.1 ``process_day``: ACB scales 1 and 3 once per 
 bar through the step kernel (``NDAlphaEngine.run_bars``). Decisions:
 - Leading rows with NaN vel_div are the scanner's warm-up (the 750-bar window is not full yet):
   prices still feed the histories, no entry is possible. A NaN vel_div after the first finite one
-  is malformed input and raises ``BadInputError`` naming the row.
+  is malformed input and raises ``BadInputError`` naming the row, unless the scan explains it
+  (a flagged data gap, the row after one, or a window with fewer than two varying assets); the
+  kernel makes no entry on such a row.
 - A position still open after the last bar is closed at its last price (``END_OF_DATA``) so the
   trades, the equity curve and the final capital reconcile.
 - ``vol_regime_ok`` is read from an optional column of that name, else True (§13.1).
+- ``survival=True`` attaches the survival controller and the pre-trade gate
+  (``dolphin.risk.attach``): the day's bars then run one at a time with a posture per bar, and the
+  equity table gains ``rm``, ``posture`` and ``entry_block`` columns.
 """
 
 from __future__ import annotations
@@ -63,6 +68,21 @@ def asset_columns(scans: pd.DataFrame) -> list[str]:
     return [c for c in scans.columns if c not in NON_ASSET and not _SCAN_FIELD.match(str(c))]
 
 
+def _explained_nan(scans: pd.DataFrame) -> np.ndarray:
+    """Rows whose NaN vel_div the scan itself explains (the kernel makes no entry on NaN).
+
+    A flagged ``data_gap`` row, the row right after one (a velocity needs the previous row's
+    value), and a row where some window has fewer than two varying assets (no correlation
+    matrix: the scanner writes NaN there, e.g. at the ragged end of a data set).
+    """
+    gap = scans["data_gap"].to_numpy(dtype=np.bool_)
+    ok = gap | np.r_[False, gap[:-1]]
+    counts = [c for c in scans.columns if re.fullmatch(r"v\d+_n_assets", str(c))]
+    if counts:
+        ok |= (scans[counts].to_numpy(dtype=float) < 2).any(axis=1)
+    return ok
+
+
 def validate_scans(scans: pd.DataFrame, source: str = "scans") -> list[str]:
     """Check a scan frame; return its asset columns or raise a typed error."""
     for col in REQUIRED:
@@ -76,9 +96,9 @@ def validate_scans(scans: pd.DataFrame, source: str = "scans") -> list[str]:
             "timestamps must be strictly increasing", source=source, field="timestamp"
         )
     vd = scans["vel_div"].to_numpy(dtype=float)
-    finite = np.isfinite(vd)
+    finite = np.isfinite(vd) | _explained_nan(scans)
     if finite.any():
-        first = int(np.argmax(finite))
+        first = int(np.argmax(np.isfinite(vd)))
         bad = np.flatnonzero(~finite[first:])
         if bad.size:
             row = first + int(bad[0])
@@ -147,6 +167,13 @@ def _day_row(summary, acb_day, equity_end: float) -> dict[str, Any]:
     return row
 
 
+def _survival(config: DolphinConfig, exf: ExfTable | None, dates: list[str], n: int):
+    from dolphin.risk.attach import ReplaySurvival
+
+    with_dvol = exf is not None and bool(exf.table(dates)["dvol_btc"].notna().any())
+    return ReplaySurvival(config, n, with_dvol=with_dvol)
+
+
 def run_replay(
     scans: pd.DataFrame,
     config: DolphinConfig,
@@ -157,6 +184,7 @@ def run_replay(
     mc_gate: McGate | None = None,
     ob_engine: ObEngine | None = None,
     source: str = "scans",
+    survival: bool = False,
 ) -> ReplayResult:
     """Replay ``scans`` through the engine and return trades, equity, daily table and metrics."""
     from dolphin.backtest.metrics import compute_metrics
@@ -186,13 +214,24 @@ def run_replay(
     dates = {int(lo): str(scans["timestamp"].iloc[lo].date()) for lo in bounds[:-1]}
     equity = np.empty(len(scans))
     in_pos = np.zeros(len(scans), dtype=np.bool_)
+    guard = _survival(config, exf, list(dates.values()), len(scans)) if survival else None
     days = []
     for lo, hi in itertools.pairwise(bounds):
         acb_day = acb.day(dates[int(lo)])
-        engine.begin_day(dates[int(lo)], acb=acb_day)
-        equity[lo:hi], in_pos[lo:hi] = engine.run_bars(
-            int(lo), ts[lo:hi], vd[lo:hi], prices[lo:hi], gap[lo:hi], vol_ok[lo:hi]
-        )
+        if guard is None:
+            engine.begin_day(dates[int(lo)], acb=acb_day)
+            equity[lo:hi], in_pos[lo:hi] = engine.run_bars(
+                int(lo), ts[lo:hi], vd[lo:hi], prices[lo:hi], gap[lo:hi], vol_ok[lo:hi]
+            )
+        else:
+            engine.begin_day(dates[int(lo)], acb=acb_day, posture=guard.controller.posture)
+            equity[lo:hi], in_pos[lo:hi] = guard.run_day(
+                engine,
+                int(lo),
+                int(hi),
+                (ts, vd, prices, gap, vol_ok),
+                acb_day.factors.get("dvol_btc", np.nan),
+            )
         if hi == len(scans) and engine.in_position:
             engine.close_open_position(hi - 1, int(ts[hi - 1]))
             equity[hi - 1] = engine.capital
@@ -209,6 +248,9 @@ def run_replay(
             "in_position": in_pos,
         }
     )
+    if guard is not None:
+        for col, values in guard.trace().items():
+            equity_df[col] = values
     daily = pd.DataFrame(days)
     metrics = compute_metrics(
         trades, equity_df, daily, initial_capital=config.alpha.initial_capital, config_id=config.id

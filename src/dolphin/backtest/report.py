@@ -96,6 +96,26 @@ def _breakdown(trades: pd.DataFrame, key: str) -> pd.DataFrame:
     ).reset_index()
 
 
+def _survival_sections(result: ReplayResult) -> list[tuple[str, str]]:
+    """Rm chart, time per posture and posture changes when the survival controller ran."""
+    eq = result.equity
+    if "rm" not in eq:
+        return []
+    posture = eq["posture"].astype(str)
+    changed = posture.ne(posture.shift())
+    changes = eq.loc[changed, ["timestamp", "posture", "rm"]].head(200)
+    share = posture.value_counts(normalize=True).rename_axis("posture").reset_index(name="share")
+    return [
+        (
+            "Survival Rm (posture: APEX >= 0.90, STALKER >= 0.75, TURTLE >= 0.50)",
+            line_svg(eq["rm"].to_numpy(dtype=float), "#9467bd"),
+        ),
+        ("Time per posture", _table(share)),
+        ("Posture changes", _table(changes.assign(timestamp=changes["timestamp"].astype(str)))),
+        ("Trades by posture at entry", _table(_breakdown(result.trades, "posture"))),
+    ]
+
+
 def render_report(
     result: ReplayResult, *, label: str, other: ReplayResult | None = None, other_label: str = ""
 ) -> str:
@@ -124,6 +144,7 @@ def render_report(
         ("Exit reasons", _table(_breakdown(t, "exit_reason"))),
         ("Leverage", _table(_breakdown(lev, "leverage_band"))),
         ("Signal buckets", _table(_breakdown(t, "bucket"))),
+        *_survival_sections(result),
         ("Days", _table(result.daily)),
     ]
     body = "".join(f"<h2>{html.escape(h)}</h2>{c}" for h, c in sections)

@@ -20,6 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--factors", type=Path, default=None, help="indices folder for ACB factors")
     p.add_argument("--friction", choices=("default", "hell"), default="default")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--survival",
+        action="store_true",
+        help="attach the survival controller and pre-trade checks (posture per bar)",
+    )
+    p.add_argument("--engine", choices=("internal", "nautilus"), default="internal",
+                   help="internal replay, or a Nautilus BacktestEngine (fills from the venue)")
+    p.add_argument("--parity", action="store_true",
+                   help="shared cost model: fills at bar closes, taker fee, no SP fees/slippage")
+    p.add_argument("--exchange-info", type=Path, default=None,
+                   help="Binance exchangeInfo capture for instrument tick/lot sizes (nautilus)")
     p.set_defaults(func=run)
 
 
@@ -37,14 +48,19 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     print(f"config_id {config.id}")
+    if args.engine == "nautilus" or args.parity:
+        from dolphin.execution.backtest import run_command
+
+        return run_command(args, config)
     try:
         scans = pd.read_parquet(args.scans)
     except (OSError, ValueError) as exc:
         raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     hell = args.friction == "hell"
-    main = run_replay(scans, config, exf=exf, hell=hell, source=str(args.scans))
-    other = run_replay(scans, config, exf=exf, hell=not hell, source=str(args.scans))
+    kw = {"exf": exf, "source": str(args.scans), "survival": args.survival}
+    main = run_replay(scans, config, hell=hell, **kw)
+    other = run_replay(scans, config, hell=not hell, **kw)
     write_outputs(main, args.out)
     report = Path(args.out) / "report.html"
     labels = (

@@ -132,6 +132,29 @@ class SurvivalConfig(_Frozen):
     hysteresis_down: PosInt = 2
     hysteresis_up: PosInt = 5
     recovery_rate_per_min: Pos = 0.05
+    # §11.4 recovery gain (alpha = min(1, gain * dt_min)); seed 000 §VI.3 Schmitt gap on the way up
+    recovery_alpha_per_min: Pos = 0.02
+    hysteresis_band: Annotated[float, msgspec.Meta(ge=0, le=0.2)] = 0.02
+    # §11.3 correlated-collapse penalty
+    collapse_threshold: Unit = 0.8
+    collapse_penalty: Unit = 0.5
+    # §11.2 category response profiles (deadband, time constant, floor)
+    heartbeat_max_age_s: Pos = 30.0
+    mc_deadband_h: NonNeg = 6.0
+    mc_tau_h: Pos = 3.0
+    exf_deadband_h: NonNeg = 0.5
+    exf_tau_h: Pos = 6.0
+    ob_deadband_s: NonNeg = 2.0
+    ob_tau_s: Pos = 60.0
+    ob_stale_floor: Unit = 0.5
+    ob_jitter_deadband_ms: NonNeg = 200.0
+    ob_jitter_tau_ms: Pos = 1000.0
+    depth_floor: Unit = 0.3
+    shock_floor: Unit = 0.3
+    shock_tau_min: Pos = 60.0
+    dvol_shock_rise: Pos = 0.15
+    dd_midpoint: Unit = 0.12
+    dd_steepness: Pos = 30.0
 
     def __post_init__(self) -> None:
         if not self.turtle_threshold < self.stalker_threshold < self.apex_threshold:
@@ -139,6 +162,15 @@ class SurvivalConfig(_Frozen):
                 "survival: need turtle_threshold < stalker_threshold < apex_threshold, got "
                 f"{self.turtle_threshold}, {self.stalker_threshold}, {self.apex_threshold}"
             )
+
+
+class PreTradeConfig(_Frozen):
+    """Online pre-trade limits (seed 004 §2.3); the champion's orders sit well inside them."""
+
+    max_order_notional: Pos = 250_000.0
+    max_position_notional: Pos = 250_000.0
+    max_gross_leverage: Pos = 6.0
+    max_orders_per_min: PosInt = 20
 
 
 class ScannerConfig(_Frozen):
@@ -169,6 +201,7 @@ class DolphinConfig(_Frozen):
     alpha: AlphaConfig = msgspec.field(default_factory=AlphaConfig)
     acb: AcbConfig = msgspec.field(default_factory=AcbConfig)
     survival: SurvivalConfig = msgspec.field(default_factory=SurvivalConfig)
+    pretrade: PreTradeConfig = msgspec.field(default_factory=PreTradeConfig)
     scanner: ScannerConfig = msgspec.field(default_factory=ScannerConfig)
 
     @property
@@ -187,12 +220,13 @@ class DolphinConfig(_Frozen):
 
 #: Declared id of the frozen SHORT champion (``DolphinConfig()``). Production entry points refuse
 #: any other id; a test pins it so a silent change of a default cannot pass unnoticed.
-CHAMPION_BLUE_ID = "ca55f4b6e49124168485286a89a020c81f1a010be25f49c7ed843e11120b6583"
+CHAMPION_BLUE_ID = "1740dc161ec942afa920ed5ddbb89a69ab21eeb0b87bd606a0861775cb828b10"
 
 SECTIONS: dict[str, type[_Frozen]] = {
     "alpha": AlphaConfig,
     "acb": AcbConfig,
     "survival": SurvivalConfig,
+    "pretrade": PreTradeConfig,
     "scanner": ScannerConfig,
 }
 
@@ -268,3 +302,17 @@ def load_config(path: str | Path | None = None) -> DolphinConfig:
 def dump_yaml(config: DolphinConfig) -> str:
     """Human-readable YAML of the resolved config."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def require_champion(config: DolphinConfig, *, entry_point: str) -> DolphinConfig:
+    """Refuse any config but the declared champion at a production entry point.
+
+    Research commands (backtest, sweep) accept any valid config; paper, live and the daily flows
+    call this so a drifted default or a stray override can never trade real money unnoticed.
+    """
+    if config.id != CHAMPION_BLUE_ID:
+        raise ConfigError(
+            f"{entry_point}: config id {config.id} is not the declared champion "
+            f"{CHAMPION_BLUE_ID}; production entry points run only the champion"
+        )
+    return config

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from tests.kit.scans import build_scans, random_scans, scan_columns, trend_prices
 
 from dolphin.backtest.metrics import compute_metrics, max_drawdown, trades_sha256
 from dolphin.backtest.output import write_outputs
@@ -16,6 +15,7 @@ from dolphin.backtest.replay import run_replay, validate_scans
 from dolphin.cli import main
 from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import BadInputError, MissingColumnError
+from tests.kit.scans import build_scans, random_scans, scan_columns, trend_prices
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from tests.kit.paths import CONFIGS
 
 from dolphin.core.config import (
     CHAMPION_BLUE_ID,
@@ -12,6 +11,7 @@ from dolphin.core.config import (
     resolve_overrides,
 )
 from dolphin.core.errors import ConfigError
+from tests.kit.paths import CONFIGS
 
 
 def test_defaults_are_the_bible_champion():
@@ -39,6 +39,12 @@ def test_acb_and_survival_defaults_match_bible_19_2_and_19_3():
     s = c.survival
     assert (s.apex_threshold, s.stalker_threshold, s.turtle_threshold) == (0.90, 0.75, 0.50)
     assert (s.hysteresis_down, s.hysteresis_up) == (2, 5)
+    # §11.2 response profiles, §11.3 collapse penalty, §11.4 recovery
+    assert (s.recovery_rate_per_min, s.recovery_alpha_per_min) == (0.05, 0.02)
+    assert (s.collapse_threshold, s.collapse_penalty) == (0.8, 0.5)
+    assert (s.heartbeat_max_age_s, s.mc_deadband_h, s.mc_tau_h) == (30.0, 6.0, 3.0)
+    assert (s.shock_floor, s.shock_tau_min, s.ob_stale_floor, s.depth_floor) == (0.3, 60, 0.5, 0.3)
+    assert (s.dd_midpoint, s.dd_steepness) == (0.12, 30.0)
 
 
 def test_champion_id_is_pinned_and_stable():
@@ -119,3 +125,11 @@ def test_replace_returns_validated_copy():
     assert c.alpha.max_leverage == 4.0
     with pytest.raises(ConfigError):
         DolphinConfig().replace(max_leverage=9.0)
+
+
+def test_production_entry_points_accept_only_the_champion():
+    from dolphin.core.config import require_champion
+
+    assert require_champion(DolphinConfig(), entry_point="paper").id == CHAMPION_BLUE_ID
+    with pytest.raises(ConfigError, match=r"paper: config id .* is not the declared champion"):
+        require_champion(DolphinConfig().replace(fixed_tp_pct=0.01), entry_point="paper")

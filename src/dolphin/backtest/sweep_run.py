@@ -1,0 +1,244 @@
+"""The sweep driver: grid → configs → chunks (optionally in worker processes) → parquet.
+
+Results are saved as they complete: each finished chunk is written atomically as
+``<out>.work/part-NNNNNN.parquet``; a re-run with the same scans and grid reads the parts, skips
+every config id already there and goes on; at the end the parts are merged (with the DSR column,
+which needs every trial) into ``--out`` atomically and the work folder is removed.
+
+Decisions where issue 5 is silent: a grid combination the config validation rejects (e.g.
+``vel_div_extreme >= vel_div_threshold``) is dropped and counted, not an error; duplicates (same
+config id) run once; the work folder is tied to the scans and friction by a fingerprint and a
+mismatching one is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import itertools
+import json
+import multiprocessing as mp
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from dolphin.backtest import stats
+from dolphin.backtest.sweep import SweepData, evaluate
+from dolphin.core.config import DolphinConfig, resolve_overrides
+from dolphin.core.errors import ConfigError
+from dolphin.core.io import atomic_write_parquet, atomic_write_text
+
+DEFAULT_CHUNK = 256
+
+
+def load_grid(path: str | Path) -> dict[str, list[Any]]:
+    """Read a grid YAML: parameter name → list of values (a scalar is a one-value list)."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot read grid ({exc})") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{p}: a grid is a non-empty mapping of parameter -> list of values")
+    return {str(k): list(v) if isinstance(v, list) else [v] for k, v in data.items()}
+
+
+@dataclass
+class Grid:
+    """The expanded grid: parameter values per combination and the validated configs."""
+
+    names: list[str]
+    values: list[tuple[Any, ...]]
+    configs: list[DolphinConfig]
+    n_invalid: int
+
+
+def expand_grid(grid: dict[str, list[Any]], base: DolphinConfig | None = None) -> Grid:
+    """Return every valid combination of ``grid`` on top of ``base`` (default: the champion)."""
+    names = list(grid)
+    values, configs, seen, invalid = [], [], set(), 0
+    for combo in itertools.product(*(grid[n] for n in names)):
+        try:
+            cfg = resolve_overrides(dict(zip(names, combo, strict=True)), base=base, source="grid")
+        except ConfigError as exc:
+            if "unknown field" in str(exc):
+                raise
+            invalid += 1
+            continue
+        if cfg.id in seen:
+            continue
+        seen.add(cfg.id)
+        values.append(combo)
+        configs.append(cfg)
+    return Grid(names, values, configs, invalid)
+
+
+def fingerprint(data: SweepData, hell: bool) -> str:
+    """Return a digest of what a saved part depends on besides the config: scans and friction."""
+    h = hashlib.sha256()
+    for arr in (data.ts, data.vel_div, data.prices, data.data_gap, data.vol_ok):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(json.dumps([data.assets, hell, data.exf is not None]).encode())
+    if data.exf is not None:
+        h.update(repr(data.exf).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ worker processes
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(data: SweepData, hell: bool) -> None:
+    _WORKER["data"], _WORKER["hell"] = data, hell
+
+
+def _run_chunk(task: tuple[int, list[int], list[DolphinConfig]]) -> tuple[int, list[dict]]:
+    chunk_id, idx, configs = task
+    rows = evaluate(_WORKER["data"], configs, hell=_WORKER["hell"])
+    for i, row in zip(idx, rows, strict=True):
+        row["combo"] = i
+    return chunk_id, rows
+
+
+def _tasks(grid: Grid, done: set[str], chunk: int) -> Iterator[tuple[int, list[int], list]]:
+    todo = [i for i, c in enumerate(grid.configs) if c.id not in done]
+    for k in range(0, len(todo), chunk):
+        idx = todo[k : k + chunk]
+        yield idx[0], idx, [grid.configs[i] for i in idx]
+
+
+def _results(
+    tasks: list, data: SweepData, hell: bool, workers: int
+) -> Iterator[tuple[int, list[dict]]]:
+    _init_worker(data, hell)
+    if workers <= 1:
+        yield from map(_run_chunk, tasks)
+        return
+    ctx = mp.get_context("fork")  # workers inherit the numba cache and the loaded modules
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(data, hell)) as pool:  # fmt: skip
+        futures = [pool.submit(_run_chunk, t) for t in tasks]
+        for fut in cf.as_completed(futures):
+            yield fut.result()
+
+
+# ------------------------------------------------------------------ work folder
+def work_dir(out: Path) -> Path:
+    """Return the work folder of ``out`` (beside it)."""
+    return out.with_name(out.name + ".work")
+
+
+def _open_work(out: Path, fp: str) -> tuple[Path, set[str]]:
+    wd = work_dir(out)
+    wd.mkdir(parents=True, exist_ok=True)
+    manifest = wd / "manifest.json"
+    if manifest.exists():
+        if json.loads(manifest.read_text())["fingerprint"] != fp:
+            raise ConfigError(
+                f"{wd}: saved results belong to other scans or friction; remove it to start over"
+            )
+    else:
+        atomic_write_text(manifest, json.dumps({"fingerprint": fp}) + "\n")
+    done: set[str] = set()
+    for part in sorted(wd.glob("part-*.parquet")):
+        done.update(pd.read_parquet(part, columns=["config_id"])["config_id"])
+    return wd, done
+
+
+def _part_frame(grid: Grid, rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    params = pd.DataFrame([grid.values[i] for i in df["combo"]], columns=grid.names)
+    return pd.concat([params, df], axis=1)
+
+
+def finalize(parts: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Add the DSR column over all trials; return the frame and the DSR/PBO summary."""
+    df = parts.sort_values("combo").reset_index(drop=True)
+    nan = np.nan
+    sr = df["sr_daily"].astype(float).fillna(nan).to_numpy()
+    dsr, sr0 = stats.dsr_column(
+        sr, int(df["days"].max()),
+        df["skew"].astype(float).to_numpy(), df["kurtosis"].astype(float).to_numpy(),
+    )  # fmt: skip
+    df["dsr"] = dsr
+    return df, summarize(df, sr0)
+
+
+def summarize(df: pd.DataFrame, sr0: float) -> dict[str, Any]:
+    """Return the sweep summary: best by DSR (not raw ROI), PBO by CSCV, trial counts."""
+    out: dict[str, Any] = {"trials": len(df), "sr0_daily": sr0}
+    ranked = df[np.isfinite(df["dsr"])].sort_values(["dsr", "sr_daily"], ascending=False)
+    if len(ranked):
+        best = ranked.iloc[0]
+        out["best_by_dsr"] = {
+            k: _plain(best[k]) for k in ("config_id", "dsr", "sharpe", "roi", "trades")
+        }
+    out["best_by_roi"] = {k: _plain(df.loc[df["roi"].idxmax(), k]) for k in ("config_id", "roi")}
+    rets = np.array(df["daily_returns"].tolist(), dtype=float).T
+    blocks = stats.pbo_blocks_for(rets.shape[0]) if rets.ndim == 2 else 0
+    if blocks and rets.shape[1] >= 2:
+        res = stats.pbo_cscv(rets, blocks)
+        out.update(pbo=res.pbo, pbo_splits=res.n_splits, pbo_blocks=res.n_blocks)
+    else:
+        out["pbo"] = None
+    return out
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def run_sweep(
+    data: SweepData,
+    grid: Grid,
+    out: str | Path,
+    *,
+    hell: bool = False,
+    workers: int = 1,
+    chunk: int = DEFAULT_CHUNK,
+    progress: bool = True,
+    stop_after_chunks: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Run (or resume) the sweep; write ``out`` and return the frame and the summary.
+
+    ``stop_after_chunks`` stops after that many chunks were saved, leaving the work folder as an
+    interrupted run would (tests use it to exercise the resume).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    wd, done = _open_work(out, fingerprint(data, hell))
+    tasks = list(_tasks(grid, done, chunk))
+    bar = tqdm(total=sum(len(t[1]) for t in tasks), file=sys.stderr, disable=not progress,
+               unit="combo", desc="sweep")  # fmt: skip
+    for n_saved, (chunk_id, rows) in enumerate(_results(tasks, data, hell, workers), 1):
+        atomic_write_parquet(_part_frame(grid, rows), wd / f"part-{chunk_id:06d}.parquet")
+        bar.update(len(rows))
+        if on_chunk is not None:
+            on_chunk(n_saved)
+        if stop_after_chunks is not None and n_saved >= stop_after_chunks:
+            bar.close()
+            raise SweepInterruptedError(f"stopped after {n_saved} chunk(s); re-run to resume")
+    bar.close()
+    parts = [pd.read_parquet(p) for p in sorted(wd.glob("part-*.parquet"))]
+    wanted = {c.id for c in grid.configs}
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame[frame["config_id"].isin(wanted)].drop_duplicates("config_id")
+    df, summary = finalize(frame)
+    summary["invalid_combinations"] = grid.n_invalid
+    atomic_write_parquet(df, out)
+    atomic_write_text(out.with_suffix(".summary.json"), json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(wd)
+    return df, summary
+
+
+class SweepInterruptedError(RuntimeError):
+    """Raised by the ``stop_after_chunks`` hook; the saved parts stay for the resume."""

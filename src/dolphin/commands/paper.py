@@ -1,0 +1,89 @@
+"""`dolphin paper`: paper trading on a Nautilus TradingNode (sandbox venue, replayed data).
+
+Production entry point: the config's id must equal the declared champion (``CHAMPION_BLUE_ID``)
+unless ``--research`` is given. ``--venue binance --testnet`` builds the real Binance USDT-M
+clients from environment keys; that venue cannot be reached from an offline machine, so the
+command stops after validating its configuration there (``--check-only``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``paper`` subcommand."""
+    p = sub.add_parser("paper", help="paper trading under NautilusTrader")
+    p.add_argument("--replay", type=Path, help="bars parquet replayed as live data")
+    p.add_argument("--speed", type=float, default=60.0, help="replay speed (x real time)")
+    p.add_argument("--duration", type=float, default=3600.0, help="stop after S seconds")
+    p.add_argument("--warmup", type=int, default=900, help="bars replayed unpaced first")
+    p.add_argument("--config", type=Path, default=None, help="YAML of overrides (default: blue)")
+    p.add_argument("--research", action="store_true", help="allow a non-champion config")
+    p.add_argument("--venue", choices=("sandbox", "binance"), default="sandbox")
+    p.add_argument("--testnet", action="store_true", help="Binance testnet (with --venue binance)")
+    p.add_argument("--log-dir", type=Path, default=Path("logs/paper_trading"))
+    p.add_argument("--store", default="memory://", help="store URL for posture and ACB")
+    p.set_defaults(func=run)
+
+
+def check_champion(config_id: str, research: bool) -> None:
+    """Refuse a non-champion config on a production entry point unless ``research``."""
+    from dolphin.core.config import CHAMPION_BLUE_ID
+    from dolphin.core.errors import ConfigError
+
+    if config_id != CHAMPION_BLUE_ID and not research:
+        raise ConfigError(
+            f"config id {config_id} is not the champion {CHAMPION_BLUE_ID}; "
+            "pass --research to paper-trade it"
+        )
+
+
+def _binance(args: argparse.Namespace) -> int:
+    from dolphin.execution.paper import binance_client_configs
+
+    data_cfg, exec_cfg = binance_client_configs(testnet=args.testnet)
+    print(f"binance USDT-M {'testnet' if args.testnet else 'LIVE'}: data and exec client "
+          f"configs built ({type(data_cfg).__name__}, {type(exec_cfg).__name__}); "
+          "no network from this machine")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one paper session; print status lines, then the session summary as JSON."""
+    from dolphin.core.config import load_config
+    from dolphin.core.errors import ConfigError
+
+    config = load_config(args.config)
+    check_champion(config.id, args.research)
+    print(f"config_id {config.id}")
+    if args.venue == "binance":
+        return _binance(args)
+    if args.replay is None:
+        raise ConfigError("--replay PATH is required with the sandbox venue")
+    from dolphin.execution.session import PaperSettings, run_paper_session
+    from dolphin.store import open_store
+    from dolphin.store.features import posture_cell
+
+    store = open_store(args.store)
+    cell = posture_cell(store)
+
+    def posture() -> str:
+        snap = cell.read()
+        if snap is None:
+            return "APEX"
+        data = snap.data
+        return str(data.get("posture", "APEX") if isinstance(data, dict) else data)
+
+    settings = PaperSettings(replay=args.replay, speed=args.speed, duration_s=args.duration,
+                             warmup=args.warmup, log_dir=args.log_dir,
+                             extra={"venue": args.venue, "store": args.store})
+    try:
+        summary = run_paper_session(config, settings, store=store, posture_source=posture,
+                                    echo=lambda line: print(line, flush=True))
+    finally:
+        store.close()
+    print("session " + json.dumps(summary, sort_keys=True))
+    return 0

@@ -1,0 +1,46 @@
+"""`dolphin study leverage`: geometric growth against max leverage with a bootstrap band."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dolphin.commands.sweep import add_data_args, load_data
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``study`` and its ``leverage`` action."""
+    p = sub.add_parser("study", help="research studies over the sweep kernel")
+    ssub = p.add_subparsers(dest="study_command", metavar="STUDY", required=True)
+    lev = ssub.add_parser("leverage", help="geometric growth vs max leverage; reports the knee")
+    add_data_args(lev)
+    lev.add_argument("--levels", default=None, help="comma-separated max leverage levels")
+    lev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws")
+    lev.add_argument("--seed", type=int, default=42)
+    lev.add_argument("--out", type=Path, default=None, help="HTML report (table beside as .csv)")
+    lev.set_defaults(func=run_leverage)
+
+
+def run_leverage(args: argparse.Namespace) -> int:
+    """Run the leverage study; print the table and the peak/knee summary."""
+    from dolphin.backtest.leverage_study import DEFAULT_LEVELS, growth_svg, leverage_study
+    from dolphin.backtest.sweep_report import render_sweep_report
+    from dolphin.core.config import load_config
+    from dolphin.core.io import atomic_write_text
+
+    levels = (
+        [float(x) for x in args.levels.split(",")] if args.levels else list(DEFAULT_LEVELS)
+    )
+    table, summary = leverage_study(
+        load_data(args), levels, base=load_config(args.config), n_boot=args.bootstrap,
+        seed=args.seed, hell=args.friction == "hell",
+    )  # fmt: skip
+    print(table.to_string(index=False))
+    print(json.dumps(summary, sort_keys=True))
+    if args.out is not None:
+        html = render_sweep_report(table.head(0), summary, [], leverage=table)
+        html = html.replace("</h1>", f"</h1>{growth_svg(table)}", 1)
+        atomic_write_text(args.out, html)
+        atomic_write_text(Path(args.out).with_suffix(".csv"), table.to_csv(index=False))
+    return 0

@@ -1,0 +1,302 @@
+"""The per-scan logic of the Dolphin strategy (Bible §14), free of Nautilus.
+
+``DolphinCore`` is what the Nautilus ``DolphinStrategy`` delegates to: the ACB pending-flag
+handoff (§14.2, on the store's ``PendingSlot``), the UTC date boundary (end_day/begin_day with the
+daily ACB exactly as the internal replay computes it), the posture read with its APEX default
+(§14.6), the HIBERNATE guard, the ``_GateSnap`` stale-state check (§14.3) and the replay/live
+differences (§14.4: dedup on scan number and a staleness warning in live mode). It returns order
+intents; it never decides a trade itself — ``NDAlphaEngine.step_bar`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from dolphin.alpha import layout as lay
+from dolphin.alpha.engine import DaySummary, NDAlphaEngine
+from dolphin.core.records import POSTURES
+from dolphin.risk.acb import AdaptiveCircuitBreaker
+from dolphin.store.events import PendingSlot
+from dolphin.store.ports import EntryEvent
+
+log = logging.getLogger(__name__)
+
+DAY_NS = 86_400_000_000_000
+#: §14.4: a live scan older than this is stale (warned, still used: the engine has its own gates).
+STALE_SCAN_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanInput:
+    """One scan as the strategy sees it; ``bar_ts_ns`` is the bar's own (open) timestamp."""
+
+    bar_index: int
+    bar_ts_ns: int
+    scan_number: int
+    vel_div: float
+    v750_vel: float
+    data_gap: bool
+    vol_ok: bool
+    prices: np.ndarray
+    is_last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """An order the engine's decision implies: open ``notional`` on ``asset``, or close it."""
+
+    action: str  # "OPEN" or "CLOSE"
+    asset: str
+    direction: int
+    notional: float
+    ref_price: float
+    reason: str = ""
+
+
+class GateSnap(NamedTuple):
+    """§14.3: the gates an evaluation depends on, captured before and after ``step_bar``."""
+
+    acb_boost: float
+    acb_beta: float
+    posture: str
+    mc_gate_open: bool
+
+
+@dataclass
+class StepOutcome:
+    """What one scan produced: intents to execute and the §14.7 result fields."""
+
+    intents: list[OrderIntent] = field(default_factory=list)
+    skipped: str = ""
+    stale_state: bool = False
+    trades: np.ndarray | None = None
+
+
+PostureSource = Callable[[], str]
+
+
+class DolphinCore:
+    """Drive one ``NDAlphaEngine`` scan by scan; thread-safe ACB intake, everything else on the
+    caller's (the Nautilus event loop's) thread."""
+
+    def __init__(
+        self,
+        engine: NDAlphaEngine,
+        *,
+        posture_source: PostureSource | None = None,
+        acb: AdaptiveCircuitBreaker | None = None,
+        live_mode: bool = False,
+        stale_after_s: float = STALE_SCAN_S,
+    ) -> None:
+        self.engine = engine
+        self.posture_source = posture_source
+        self.acb = acb
+        self.live_mode = live_mode
+        self.stale_after_s = stale_after_s
+        self.acb_slot = PendingSlot()
+        self.current_date: str | None = None
+        self.posture = "APEX"
+        self.processed_dates: set[str] = set()
+        self.bar_idx_today = 0
+        self.total_bars = 0
+        self.last_scan_number: int | None = None
+        self.stale_state_events = 0
+        self.stale_scans = 0
+        self.days: list[DaySummary] = []
+        self.day_acb: list[Any] = []
+        self._acb_day: Any = None
+        self._day_v750: list[float] = []
+        self._store_down_logged = False
+
+    # ------------------------------------------------------------ §14.2 ACB handoff
+    def on_acb_event(self, event: EntryEvent) -> None:
+        """Store listener thread: decode outside the lock, park inside it; never touch engine."""
+        self.acb_slot.on_event(event)
+
+    def drain_acb(self) -> dict[str, Any] | None:
+        """Event-loop thread: take the newest pending ACB value and apply it to the engine."""
+        record = self.acb_slot.take()
+        if record is None or not isinstance(record.data, dict):
+            return None
+        boost = float(record.data.get("boost", 1.0))
+        beta = float(record.data.get("beta", 0.0))
+        self.engine.update_acb_boost(boost, beta)
+        return {"boost": boost, "beta": beta}
+
+    # ------------------------------------------------------------ §14.6 posture
+    def read_posture(self) -> str:
+        """Return the store's posture; APEX (logged once per outage) when it cannot be read."""
+        if self.posture_source is None:
+            return "APEX"
+        try:
+            posture = self.posture_source()
+        except Exception as exc:  # any store failure degrades to the documented default
+            if not self._store_down_logged:
+                log.warning("posture unreadable (%s): defaulting to APEX", exc)
+                self._store_down_logged = True
+            return "APEX"
+        self._store_down_logged = False
+        if posture not in POSTURES:
+            log.warning("posture %r unknown: defaulting to APEX", posture)
+            return "APEX"
+        return posture
+
+    # ------------------------------------------------------------ §14.1 date boundary
+    def roll_date(self, bar_ts_ns: int) -> bool:
+        """Begin a new engine day when the scan's UTC date changes; report whether it did."""
+        day_no = bar_ts_ns // DAY_NS
+        date = str(np.datetime64(day_no, "D"))
+        if date == self.current_date:
+            return False
+        if self.current_date is not None:
+            self.close_day()
+        self.current_date = date
+        self.processed_dates.add(date)
+        self.posture = self.read_posture()
+        self.bar_idx_today = 0
+        acb_day = self.acb.day(date) if self.acb is not None else None
+        self._acb_day = acb_day
+        self.engine.begin_day(date, acb=acb_day, posture=self.posture)
+        return True
+
+    def close_day(self) -> DaySummary:
+        """End the engine day; feed the day's median v750 velocity to the ACB (as the replay)."""
+        summary = self.engine.end_day()
+        if self.acb is not None and self._day_v750:
+            self.acb.observe_w750(float(np.median(self._day_v750)))
+        self._day_v750 = []
+        self.days.append(summary)
+        self.day_acb.append(self._acb_day)
+        return summary
+
+    # ------------------------------------------------------------ §14.3 gate snapshot
+    def gate_snap(self, posture: str) -> GateSnap:
+        """Return the gates in force now with ``posture`` as the posture."""
+        s = self.engine.state
+        return GateSnap(
+            float(s[lay.S_DAY_BOOST]),
+            float(s[lay.S_DAY_BETA]),
+            posture,
+            self.engine._mc_status != "RED",
+        )
+
+    # ------------------------------------------------------------ the scan
+    def _live_skip(self, scan: ScanInput, age_s: float) -> str:
+        """§14.4 live checks: dedup on scan number; a stale scan is warned about and counted.
+
+        ``age_s`` is the time since the scan was published (a replayed scan's own timestamp is
+        years old by design, so age is measured from its arrival, not from its bar).
+        """
+        if scan.scan_number == self.last_scan_number:
+            return "duplicate"
+        self.last_scan_number = scan.scan_number
+        if age_s > self.stale_after_s:
+            self.stale_scans += 1
+            log.warning("scan %d is %.1fs old (> %.0fs)", scan.scan_number, age_s,
+                        self.stale_after_s)
+        return ""
+
+    def on_scan(self, scan: ScanInput, age_s: float = 0.0) -> StepOutcome:
+        """Process one scan (§14.1 ①–⑧) and return the orders it implies."""
+        if self.live_mode:
+            skip = self._live_skip(scan, age_s)
+            if skip:
+                return StepOutcome(skipped=skip)
+        self.drain_acb()
+        self.roll_date(scan.bar_ts_ns)
+        if self.posture == "HIBERNATE" and not self.engine.in_position:
+            return StepOutcome(skipped="hibernate")  # hard skip: the engine is not stepped
+        if math.isfinite(scan.v750_vel):
+            self._day_v750.append(scan.v750_vel)
+        before = self.gate_snap(self.posture)
+        outcome = self._step(scan)
+        after = self.gate_snap(self.read_posture() if self.live_mode else self.posture)
+        if before != after:
+            self.stale_state_events += 1
+            outcome.stale_state = True
+            changed = [f for f in GateSnap._fields if getattr(before, f) != getattr(after, f)]
+            log.warning("[STALE_STATE] gate changed mid-eval: %s", changed)
+        return outcome
+
+    def _step(self, scan: ScanInput) -> StepOutcome:
+        eng = self.engine
+        bar = scan.bar_index if not self.live_mode else self.total_bars
+        was_open = eng.in_position
+        closed = eng.step_bar(
+            bar, scan.bar_ts_ns, scan.vel_div, scan.prices,
+            data_gap=scan.data_gap, vol_ok=scan.vol_ok,
+        )
+        self.bar_idx_today += 1
+        self.total_bars += 1
+        if scan.is_last and eng.in_position:
+            closed = np.concatenate([closed, eng.close_open_position(bar, scan.bar_ts_ns)])
+        intents = [self._close_intent(t) for t in closed]
+        if eng.in_position and (not was_open or len(closed)):
+            intents.append(self._open_intent())
+        return StepOutcome(intents=intents, trades=closed)
+
+    def _close_intent(self, trade: np.void) -> OrderIntent:
+        from dolphin.core.records import EXIT_REASONS
+
+        return OrderIntent(
+            "CLOSE",
+            self.engine.assets[int(trade["asset"])],
+            int(trade["direction"]),
+            float(trade["notional"]),
+            float(trade["entry_price"]),
+            EXIT_REASONS[int(trade["exit_reason"])],
+        )
+
+    def _open_intent(self) -> OrderIntent:
+        s = self.engine.state
+        return OrderIntent(
+            "OPEN",
+            self.engine.assets[int(s[lay.S_POS_ASSET])],
+            int(s[lay.S_POS_DIR]),
+            float(s[lay.S_POS_NOTIONAL]),
+            float(s[lay.S_POS_ENTRY_PRICE]),
+        )
+
+    def sync_capital(self, capital: float) -> None:
+        """Feed the venue's account balance back as the engine's capital (fills are the truth)."""
+        self.engine.state[lay.S_CAPITAL] = capital
+
+
+def bar_ns(scans: pd.DataFrame) -> int:
+    """Return the bar length of a scan frame in ns (the median step of its timestamps)."""
+    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if len(ts) < 2:
+        return 60_000_000_000
+    return int(np.median(np.diff(ts)))
+
+
+def scan_inputs(scans: pd.DataFrame, assets: list[str]) -> list[ScanInput]:
+    """Return the scans as ``ScanInput`` rows (the last one flagged ``is_last``)."""
+    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    vd = scans["vel_div"].to_numpy(dtype=np.float64)
+    v750 = scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64)
+    gap = scans["data_gap"].to_numpy(dtype=np.bool_)
+    vol = (
+        scans["vol_regime_ok"].to_numpy(dtype=np.bool_)
+        if "vol_regime_ok" in scans
+        else np.ones(len(scans), dtype=np.bool_)
+    )
+    num = (
+        scans["scan_number"].to_numpy(dtype=np.int64)
+        if "scan_number" in scans
+        else np.arange(len(scans), dtype=np.int64)
+    )
+    prices = np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64))
+    n = len(scans)
+    return [
+        ScanInput(i, int(ts[i]), int(num[i]), float(vd[i]), float(v750[i]), bool(gap[i]),
+                  bool(vol[i]), prices[i], i == n - 1)
+        for i in range(n)
+    ]

@@ -1,0 +1,149 @@
+"""One paper session: build the node, run it for a while, print status, end with a summary.
+
+The stop paths are all the same path: ``--duration`` elapsed, the replay file exhausted, or
+Ctrl-C (Nautilus's SIGINT handler stops the node; the driver notices). Before stopping, an open
+position is closed through the engine (reason END_OF_DATA) so the summary's PnL is realised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.core.config import DolphinConfig
+from dolphin.execution.core import DolphinCore, PostureSource
+from dolphin.execution.costs import venue_config
+from dolphin.execution.instruments import build_instruments
+from dolphin.execution.paper import (
+    ReplayDataClient,
+    ReplayDataClientConfig,
+    ReplayDataClientFactory,
+    load_closes,
+    sandbox_node,
+)
+from dolphin.execution.strategy import DolphinStrategy, DolphinStrategyConfig
+from dolphin.execution.tradelog import TradeLogger
+from dolphin.risk.acb import AdaptiveCircuitBreaker
+from dolphin.store.ports import Store
+
+#: Longest wait for the node to connect its clients and start the trader.
+STARTUP_S = 15.0
+
+
+@dataclass
+class PaperSettings:
+    """What a paper session needs besides the engine config."""
+
+    replay: Path
+    speed: float = 60.0
+    duration_s: float = 60.0
+    warmup: int = 900
+    log_dir: Path = Path("logs/paper_trading")
+    status_every_s: float = 1.0
+    log_level: str = "ERROR"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def status_line(strategy: DolphinStrategy, client: ReplayDataClient | None) -> str:
+    """Return the live status: posture, position, capital, trades, bars replayed."""
+    core = strategy.core
+    pos = ", ".join(f"{t.asset} {'SHORT' if t.direction < 0 else 'LONG'} {t.qty:g}"
+                    for t in strategy.trips.open.values()) or "flat"
+    bars = client.bars_sent if client is not None else 0
+    return (f"[{core.current_date}] posture={core.posture} position={pos} "
+            f"capital={core.engine.capital:,.2f} trades={len(strategy.trips.done)} "
+            f"orders={strategy.orders_submitted} bars={bars}")
+
+
+def flatten(strategy: DolphinStrategy) -> None:
+    """Close an open engine position at its last price and send the matching order."""
+    core, scan = strategy.core, strategy._scan
+    if scan is None or not core.engine.in_position:
+        return
+    closed = core.engine.close_open_position(core.total_bars, scan.bar_ts_ns)
+    for trade in closed:
+        strategy.execute(core._close_intent(trade), scan)
+
+
+async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
+                 echo: Callable[[str], None]) -> None:
+    run = asyncio.ensure_future(node.run_async())
+    t_start = time.monotonic()
+    while not node.kernel.trader.is_running and time.monotonic() - t_start < STARTUP_S:
+        await asyncio.sleep(0.05)  # connecting the clients takes a moment
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < s.duration_s and node.kernel.trader.is_running:
+        client = ReplayDataClientFactory.last
+        if client is not None and client.finished:
+            break
+        echo(status_line(strategy, client))
+        await asyncio.sleep(s.status_every_s)
+    if node.kernel.trader.is_running:
+        flatten(strategy)
+        await asyncio.sleep(0.5)  # let the closing fill come back before stopping
+        await node.stop_async()
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+
+
+def run_paper_session(
+    config: DolphinConfig,
+    s: PaperSettings,
+    *,
+    store: Store | None = None,
+    posture_source: PostureSource | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run one paper session on the sandbox venue; return the session summary."""
+    closes = load_closes(s.replay)
+    ReplayDataClientFactory.closes = closes
+    assets = list(closes.columns)
+    cfg = venue_config(config, parity=False)
+    instruments = build_instruments({a: closes[a].to_numpy(dtype=float) for a in assets})
+    core = DolphinCore(NDAlphaEngine(cfg, assets), posture_source=posture_source,
+                       acb=AdaptiveCircuitBreaker(cfg.acb), live_mode=True)
+    settings = {"config_id": config.id, "venue_config_id": cfg.id, "config": cfg.to_dict(),
+                "replay": str(s.replay), "speed": s.speed, "warmup": s.warmup,
+                "assets": assets, **s.extra}
+    tlog = TradeLogger(s.log_dir, settings)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    replay = ReplayDataClientConfig(path=str(s.replay), speed=s.speed, warmup=s.warmup)
+    node = sandbox_node(replay, initial=cfg.alpha.initial_capital, log_level=s.log_level,
+                        loop=loop)
+    node.build()
+    for inst in instruments.values():
+        node.kernel.cache.add_instrument(inst)
+    strategy = DolphinStrategy(
+        DolphinStrategyConfig(strategy_id="DOLPHIN-PAPER-001", subscribe_quotes=True,
+                              record_equity=False),
+        core, store=store, trade_logger=tlog,
+    )
+    node.trader.add_strategy(strategy)
+    t0 = time.monotonic()
+    try:
+        loop.run_until_complete(_drive(node, strategy, s, echo))
+    finally:
+        node.dispose()
+        loop.close()
+    client = ReplayDataClientFactory.last
+    return {
+        "config_id": config.id,
+        "wall_s": round(time.monotonic() - t0, 2),
+        "bars": client.bars_sent if client is not None else 0,
+        "orders": strategy.orders_submitted,
+        "trades": len(strategy.trips.done),
+        "open_positions": len(strategy.trips.open),
+        "pnl": sum(t.pnl for t in strategy.trips.done),
+        "capital": core.engine.capital,
+        "posture": core.posture,
+        "stale_scans": core.stale_scans,
+        "stale_state_events": core.stale_state_events,
+        "settings_file": str(tlog.settings_path),
+        "trades_file": str(tlog.trades_path),
+    }

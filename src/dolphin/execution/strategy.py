@@ -1,0 +1,178 @@
+"""``DolphinStrategy``: the thin Nautilus wire from scans to ``NDAlphaEngine`` to orders (§14).
+
+All decisions are the engine's; the per-scan protocol (ACB handoff, date boundary, posture,
+HIBERNATE guard, gate snapshot, live dedup) is ``DolphinCore``. This class only translates:
+scan data in, order intents out as market orders, fills back into the core (capital from the
+Nautilus account) and into the independent trade logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.model.currencies import USDT
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.events import OrderFilled, PositionClosed
+from nautilus_trader.trading.strategy import Strategy
+
+from dolphin.execution.core import DolphinCore, OrderIntent, ScanInput, StepOutcome
+from dolphin.execution.data import SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
+from dolphin.execution.instruments import VENUE, instrument_id
+from dolphin.execution.tradelog import RoundTrips, TradeLogger
+from dolphin.store.ports import Store, StoreMap
+from dolphin.store.schema import ACB_BOOST, FEATURES
+
+log = logging.getLogger(__name__)
+
+
+class DolphinStrategyConfig(StrategyConfig, frozen=True):
+    """Nautilus-side settings of the strategy (the engine's own config is ``DolphinConfig``)."""
+
+    subscribe_quotes: bool = False
+    record_equity: bool = True
+
+
+class DolphinStrategy(Strategy):
+    """Own a ``DolphinCore`` (and through it the engine); trade its intents on Binance perps."""
+
+    def __init__(
+        self,
+        config: DolphinStrategyConfig,
+        core: DolphinCore,
+        *,
+        store: Store | None = None,
+        trade_logger: TradeLogger | None = None,
+        on_scan_done: Callable[[DolphinStrategy, ScanInput, StepOutcome], None] | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.core = core
+        self.store = store
+        self.trade_logger = trade_logger
+        self.on_scan_done = on_scan_done
+        self.trips = RoundTrips()
+        self.equity: list[tuple[int, float, bool]] = []
+        self.orders_submitted = 0
+        self._acb_map: StoreMap | None = None
+        self._acb_reg: str | None = None
+        self._bar_of_order: dict[str, tuple[int, str]] = {}
+        self._scan: ScanInput | None = None
+
+    # ------------------------------------------------------------ §14 names, for callers/tests
+    @property
+    def engine(self):
+        """The ``NDAlphaEngine`` the core drives."""
+        return self.core.engine
+
+    @property
+    def posture(self) -> str:
+        """The posture in force for the current day."""
+        return self.core.posture
+
+    def _on_acb_event(self, event) -> None:
+        """Store listener callback (runs on the store's thread): §14.2 park only."""
+        self.core.on_acb_event(event)
+
+    # ------------------------------------------------------------ lifecycle
+    def on_start(self) -> None:
+        """Sync capital from the account, attach the ACB listener, subscribe to scans."""
+        self.sync_capital()
+        if self.store is not None:
+            try:
+                self._acb_map = self.store.map(FEATURES)
+                self._acb_reg = self._acb_map.add_listener(self._on_acb_event, key=ACB_BOOST)
+            except Exception as exc:  # store down at start: run on daily ACB only
+                self.log.warning(f"ACB listener not attached ({exc}); daily ACB only")
+        self.subscribe_data(SCAN_DATA_TYPE, client_id=SCAN_CLIENT)
+        if self.config.subscribe_quotes:
+            for sym in self.core.engine.assets:
+                self.subscribe_quote_ticks(instrument_id(sym))
+
+    def on_stop(self) -> None:
+        """Close the day, detach from the store, close the trade log; never raise."""
+        if self.core.current_date is not None:
+            self.core.close_day()
+        if self._acb_map is not None and self._acb_reg is not None:
+            try:
+                self._acb_map.remove_listener(self._acb_reg)
+            except Exception as exc:  # store gone at stop is not fatal (§18.3 on_stop)
+                self.log.warning(f"ACB listener not removed ({exc})")
+        if self.trade_logger is not None:
+            self.trade_logger.close()
+        self.core.processed_dates.clear()
+
+    # ------------------------------------------------------------ data
+    def on_data(self, data: Any) -> None:
+        """Step the engine on a scan and send the orders it implies."""
+        payload = getattr(data, "data", data)
+        if not isinstance(payload, ScanData):
+            return
+        scan = payload.scan
+        self._scan = scan
+        age_s = (self.clock.timestamp_ns() - payload.ts_init) / 1e9 if self.core.live_mode else 0.0
+        outcome = self.core.on_scan(scan, age_s=age_s)
+        for intent in outcome.intents:
+            self.execute(intent, scan)
+        if self.config.record_equity:
+            self.equity.append((payload.ts_event, self.mark_to_market(scan), bool(self.trips.open)))
+        if self.on_scan_done is not None:
+            self.on_scan_done(self, scan, outcome)
+
+    def execute(self, intent: OrderIntent, scan: ScanInput) -> None:
+        """Turn one intent into a market order (close: the whole net position)."""
+        iid = instrument_id(intent.asset)
+        if intent.action == "CLOSE":
+            for position in self.cache.positions_open(instrument_id=iid, strategy_id=self.id):
+                self.close_position(position, tags=[f"reason={intent.reason}"])
+                self.orders_submitted += 1
+            self._bar_of_order[intent.asset] = (scan.bar_index, intent.reason)
+            return
+        instrument = self.cache.instrument(iid)
+        qty = instrument.make_qty(intent.notional / intent.ref_price)
+        if qty.as_double() <= 0:
+            self.log.warning(f"{intent.asset}: notional {intent.notional:.2f} below one lot")
+            return
+        side = OrderSide.SELL if intent.direction < 0 else OrderSide.BUY
+        self.submit_order(self.order_factory.market(iid, side, qty))
+        self.orders_submitted += 1
+        self._bar_of_order[intent.asset] = (scan.bar_index, "")
+
+    # ------------------------------------------------------------ fills
+    def on_order_filled(self, event: OrderFilled) -> None:
+        """Pair the fill into a round trip and log it independently."""
+        asset = event.instrument_id.symbol.value.removesuffix("-PERP")
+        side = 1 if event.order_side == OrderSide.BUY else -1
+        bar, reason = self._bar_of_order.get(asset, (-1, ""))
+        qty, px = event.last_qty.as_double(), event.last_px.as_double()
+        fee = event.commission.as_double()
+        self.trips.on_fill(asset, side, qty, px, fee, event.ts_event, bar, reason)
+        if self.trade_logger is not None:
+            self.trade_logger.log(ts_ns=event.ts_event, event="FILL", asset=asset,
+                                  side="BUY" if side > 0 else "SELL", qty=qty, price=px,
+                                  commission=fee, order_id=event.client_order_id.value,
+                                  reason=reason)
+
+    def on_position_closed(self, event: PositionClosed) -> None:
+        """The venue's account is the truth: feed its balance back as the engine's capital."""
+        self.sync_capital()
+
+    def sync_capital(self) -> float | None:
+        """Set the engine's capital to the account's USDT balance; return it."""
+        account = self.portfolio.account(VENUE)
+        if account is None:
+            return None
+        balance = account.balance_total(USDT)
+        if balance is None:
+            return None
+        self.core.sync_capital(balance.as_double())
+        return balance.as_double()
+
+    def mark_to_market(self, scan: ScanInput) -> float:
+        """Return capital plus the open trip's unrealised PnL at this scan's closes."""
+        eq = self.core.engine.capital
+        for asset, trip in self.trips.open.items():
+            price = float(scan.prices[self.core.engine.assets.index(asset)])
+            eq += self.trips.unrealized(asset, price) - trip.entry_fee
+        return eq
