@@ -17,7 +17,7 @@ from tests.kit.paths import SAMPLE, require
 def test_paper_session_trades_and_exits_cleanly(tmp_path):
     bars = require(SAMPLE / "bars_1m_sample.parquet")
     cmd = [sys.executable, "-m", "dolphin", "paper", "--replay", str(bars), "--speed", "6000",
-           "--duration", "12", "--log-dir", str(tmp_path), "--research"]
+           "--duration", "12", "--log-dir", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
