@@ -19,25 +19,11 @@ from dolphin.risk.sensors import (
     sigmoid_profile,
 )
 from dolphin.risk.survival import SensorRegistry, SurvivalController, default_registry
+from tests.kit.survival import HEALTHY, MIN
 
 CFG = SurvivalConfig()
-MIN = 60_000_000_000
 NAMES = default_registry(CFG).names()
 
-HEALTHY = {
-    "heartbeat_age_s": 1.0,
-    "store_nodes": 3.0,
-    "ledger_ok": 1.0,
-    "mc_status": 0.0,
-    "mc_age_h": 1.0,
-    "exf_age_h": 0.1,
-    "ob_age_s": 0.5,
-    "ob_jitter_ms": 50.0,
-    "ob_depth_quality": 1.2,
-    "ob_fill_probability": 1.0,
-    "dvol": 50.0,
-    "drawdown": 0.0,
-}
 
 #: How each stateless sensor gets worse: larger value, or smaller value.
 WORSE_IF_LARGER = {
