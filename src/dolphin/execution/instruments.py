@@ -79,6 +79,12 @@ def _precision(step: str) -> int:
     return max(0, -int(exp))
 
 
+def _plain(step: str) -> str:
+    """exchangeInfo pads steps with zeros ("0.00010"); Nautilus reads precision from the
+    digits, so strip them to agree with ``_precision``."""
+    return f"{Decimal(step).normalize():f}"
+
+
 def make_instrument(
     symbol: str,
     spec: dict[str, Any] | None,
@@ -89,9 +95,9 @@ def make_instrument(
     """Build the ``SYMBOL-PERP.BINANCE`` instrument (taker/maker fees of the engine's model)."""
     if spec is not None:
         f = _filters(spec)
-        tick = f["PRICE_FILTER"]["tickSize"]
-        step = f["LOT_SIZE"]["stepSize"]
-        min_qty = f["LOT_SIZE"]["minQty"]
+        tick = _plain(f["PRICE_FILTER"]["tickSize"])
+        step = _plain(f["LOT_SIZE"]["stepSize"])
+        min_qty = _plain(f["LOT_SIZE"]["minQty"])
         min_notional = f.get("MIN_NOTIONAL", {}).get("notional", "5")
         base = spec["baseAsset"]
     else:

@@ -1,4 +1,7 @@
-"""Parity on real data: the committed sample (real Binance 1m closes) -> scans -> both engines.
+"""Parity on real data: real Binance 1m closes -> scans -> both engines.
+
+The committed spot sample and a week of the shared USDT-M perpetual set (whose exchangeInfo
+tick sizes are zero-padded, e.g. "0.00010") are both replayed.
 
 Two Nautilus backtests run, each in its own process (one engine per process): the parity cost
 model must give identical trades and PnL to 1e-6 relative; realistic fills must be fully
@@ -15,7 +18,7 @@ import pandas as pd
 import pytest
 
 from dolphin.cli import main
-from tests.kit.paths import SAMPLE, require
+from tests.kit.paths import SAMPLE, USDM_1M_2023, require
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +26,17 @@ def sample_scans(tmp_path_factory):
     out = tmp_path_factory.mktemp("scans") / "scans.parquet"
     bars = require(SAMPLE / "bars_1m_sample.parquet")
     assert main(["scan", "--bars", str(bars), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def perp_scans(tmp_path_factory):
+    root = tmp_path_factory.mktemp("perp")
+    bars = pd.read_parquet(require(USDM_1M_2023))
+    week = bars[(bars["timestamp"] >= "2023-07-10") & (bars["timestamp"] < "2023-07-17")]
+    week.to_parquet(root / "bars.parquet")
+    out = root / "scans.parquet"
+    assert main(["scan", "--bars", str(root / "bars.parquet"), "--out", str(out)]) == 0
     return out
 
 
@@ -34,9 +48,11 @@ def _backtest(scans, out, *extra):
     return proc.stdout
 
 
-def test_parity_mode_gives_identical_trades_and_pnl(sample_scans, tmp_path):
-    _backtest(sample_scans, tmp_path / "int", "--parity")
-    _backtest(sample_scans, tmp_path / "nt", "--engine", "nautilus", "--parity")
+@pytest.mark.parametrize("scans_fixture", ["sample_scans", "perp_scans"])
+def test_parity_mode_gives_identical_trades_and_pnl(scans_fixture, request, tmp_path):
+    scans = request.getfixturevalue(scans_fixture)
+    _backtest(scans, tmp_path / "int", "--parity")
+    _backtest(scans, tmp_path / "nt", "--engine", "nautilus", "--parity")
     a = pd.read_parquet(tmp_path / "int" / "trades.parquet")
     b = pd.read_parquet(tmp_path / "nt" / "trades.parquet")
     assert len(a) >= 20 and len(a) == len(b)

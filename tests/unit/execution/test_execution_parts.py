@@ -33,6 +33,17 @@ def test_price_precision_is_raised_to_cover_the_data_and_parity_refines_lots():
     assert decimals_needed(np.array([0.0612345, 1.5])) == 7
 
 
+def test_zero_padded_steps_keep_precision_and_increment_consistent():
+    # exchangeInfo writes steps like "0.00010": the precision is 4, not 5.
+    spec = {"baseAsset": "XYZ", "filters": [
+        {"filterType": "PRICE_FILTER", "tickSize": "0.00010"},
+        {"filterType": "LOT_SIZE", "stepSize": "0.10", "minQty": "0.10"},
+    ]}
+    inst = make_instrument("XYZUSDT", spec, data_price_precision=4)
+    assert inst.price_precision == inst.price_increment.precision == 4
+    assert inst.size_precision == inst.size_increment.precision == 1
+
+
 def test_symbol_missing_from_exchange_info_gets_a_stand_in():
     inst = make_instrument("NEWUSDT", None, data_price_precision=4)
     assert inst.price_precision == 4 and str(inst.size_increment) == "1"
