@@ -29,16 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_champion(config_id: str, research: bool) -> None:
-    """Refuse a non-champion config on a production entry point unless ``research``."""
-    from dolphin.core.config import CHAMPION_BLUE_ID
-    from dolphin.core.errors import ConfigError
+def check_champion(config, research: bool) -> None:
+    """Refuse a non-champion config on this production entry point unless ``research``."""
+    from dolphin.core.config import require_champion
 
-    if config_id != CHAMPION_BLUE_ID and not research:
-        raise ConfigError(
-            f"config id {config_id} is not the champion {CHAMPION_BLUE_ID}; "
-            "pass --research to paper-trade it"
-        )
+    if not research:
+        require_champion(config, entry_point="dolphin paper (--research accepts another config)")
 
 
 def _binance(args: argparse.Namespace) -> int:
@@ -57,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from dolphin.core.errors import ConfigError
 
     config = load_config(args.config)
-    check_champion(config.id, args.research)
+    check_champion(config, args.research)
     print(f"config_id {config.id}")
     if args.venue == "binance":
         return _binance(args)

@@ -54,9 +54,10 @@ class TestChampionParamInvariants:
             st.log = None
 
     def test_champion_id_is_accepted_and_any_other_refused(self):
-        check_champion(CHAMPION_BLUE_ID, research=False)
-        other = DolphinConfig().replace(fixed_tp_pct=0.01).id
-        with pytest.raises(ConfigError, match="not the champion"):
+        assert DolphinConfig().id == CHAMPION_BLUE_ID
+        check_champion(DolphinConfig(), research=False)
+        other = DolphinConfig().replace(fixed_tp_pct=0.01)
+        with pytest.raises(ConfigError, match="not the declared champion"):
             check_champion(other, research=False)
         check_champion(other, research=True)
 
