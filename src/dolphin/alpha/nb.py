@@ -85,8 +85,12 @@ def check_dc_nb(prices, n, lookback, min_magnitude_bps, direction):
     """
     if n < lookback + 1:
         return DC_NEUTRAL
-    p0 = prices[n - lookback - 1]
-    p1 = prices[n - 1]
+    return dc_move_nb(prices[n - lookback - 1], prices[n - 1], min_magnitude_bps, direction)
+
+
+@njit(cache=True)
+def dc_move_nb(p0, p1, min_magnitude_bps, direction):
+    """Classify the move from ``p0`` to ``p1`` against ``direction`` (``check_dc_nb``'s rule)."""
     if not p0 > 0.0:
         return DC_NEUTRAL
     signed_bps = (p1 - p0) / p0 * 10000.0 * direction

@@ -7,6 +7,10 @@ day's bars), the live path once per scan through ``NDAlphaEngine.step_bar``, the
 the state, sharing the bar's IRP ranking between columns. State is the flat vector of
 ``layout.py`` plus the price ring buffers; trades are written into a preallocated ``TRADE_DTYPE``
 buffer.
+
+Every kernel here is inlined into its caller at numba's IR level (``inline="always"``): a numba
+call passes each array as a multi-word struct, and at a dozen arrays per call that was most of
+the cost of one step in the sweep. Inlining changes no operation, only the call boundaries.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ POSTURE_HIBERNATE = 3
 EXIT_STOP_LOSS = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def draw_nb(st, params):
     """Return the next seeded uniform and advance the RNG counter held in the state."""
     u = nb.uniform_nb(int(params[P_SEED]), int(st[S_RNG_COUNTER]))
@@ -119,7 +123,7 @@ def draw_nb(st, params):
     return u
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def signal_space_nb(st, params, vel_div):
     """Return (x, threshold, extreme) in signal space for the day's direction (see nb.py)."""
     if st[S_DIRECTION] < 0:
@@ -127,7 +131,7 @@ def signal_space_nb(st, params, vel_div):
     return -vel_div, -params[P_LONG_THRESHOLD], -params[P_LONG_EXTREME]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def push_histories_nb(hist, hist_n, prices):
     """Append every valid price to its asset's ring buffer (Bible §13.1: prices > 0 only)."""
     for a in range(prices.shape[0]):
@@ -137,7 +141,7 @@ def push_histories_nb(hist, hist_n, prices):
             hist_n[a] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def last_price_nb(hist, hist_n, a):
     """Return the asset's latest price, NaN before its first one."""
     if hist_n[a] == 0:
@@ -145,7 +149,7 @@ def last_price_nb(hist, hist_n, a):
     return hist[a, (hist_n[a] - 1) % HIST_LEN]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def push_vd_nb(st, vel_div):
     """Append a finite vel_div to the 16-slot history (§13.2 ``vel_div_history``)."""
     n = int(st[S_VD_N])
@@ -153,7 +157,7 @@ def push_vd_nb(st, vel_div):
     st[S_VD_N] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def vd_trend_nb(st):
     """Return vel_div_history[-1] − vel_div_history[-10] (§6.4); 0 with fewer than 10 values."""
     n = int(st[S_VD_N])
@@ -162,7 +166,7 @@ def vd_trend_nb(st):
     return st[S_VD_RING + (n - 1) % VD_RING] - st[S_VD_RING + (n - 10) % VD_RING]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def record_outcome_nb(st, bucket, net_pnl):
     """Update the §6.4 bucket win counts and the five-trade loss streak ring."""
     st[S_BUCKET_TRADES + bucket] += 1.0
@@ -173,7 +177,7 @@ def record_outcome_nb(st, bucket, net_pnl):
     st[S_STREAK_N] = k + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exit_costs_nb(st, params, reason, notional):
     """Return (exit fee, exit slippage) under the default SmartPlacer or the HELL friction.
 
@@ -194,7 +198,7 @@ def exit_costs_nb(st, params, reason, notional):
     return fee, slip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ob_edge_nb(st, params):
     """Return the §8.3 OB edge added to pnl_pct (real OB placement, or the seeded MC fallback).
 
@@ -208,7 +212,7 @@ def ob_edge_nb(st, params):
     return edge if draw_nb(st, params) < params[P_OB_CONFIRM] else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def close_position_nb(st, trades, params, bar_idx, ts, price, reason):
     """Close the open position at ``price`` (§7.4 slippage, §8 fees) and write the trade."""
     n = int(st[S_N_TRADES])
@@ -256,17 +260,34 @@ def close_position_nb(st, trades, params, bar_idx, ts, price, reason):
     return STATUS_OK
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def position_exit_nb(d, entry, entry_bar, price, bar_idx, tp, sl, max_hold, hibernate, subday):
+    """Return the §7.1 exit reason of a position (direction, entry price and bar) at ``price``.
+
+    Scalars only: the sweep reads the position once and calls this on every held bar.
+    """
+    pnl_pct = d * (price - entry) / entry
+    return nb.exit_reason_nb(pnl_pct, bar_idx - entry_bar, tp, sl, max_hold, hibernate, subday)
+
+
+@njit(cache=True, inline="always")
 def exit_reason_at_nb(st, price, bar_idx, tp, sl, max_hold):
     """Return the §7.1 exit reason of the open position at ``price`` (−1 holds)."""
-    d = st[S_POS_DIR]
-    pnl_pct = d * (price - st[S_POS_ENTRY_PRICE]) / st[S_POS_ENTRY_PRICE]
-    held = bar_idx - int(st[S_POS_ENTRY_BAR])
-    hibernate = st[S_POSTURE] == POSTURE_HIBERNATE
-    return nb.exit_reason_nb(pnl_pct, held, tp, sl, max_hold, hibernate, st[S_PENDING_SUBDAY] > 0)
+    return position_exit_nb(
+        st[S_POS_DIR],
+        st[S_POS_ENTRY_PRICE],
+        int(st[S_POS_ENTRY_BAR]),
+        price,
+        bar_idx,
+        tp,
+        sl,
+        max_hold,
+        st[S_POSTURE] == POSTURE_HIBERNATE,
+        st[S_PENDING_SUBDAY] > 0,
+    )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob):
     """Return ``(reason, price)`` of the §7.1 exits (with the §7.2 OB adjustments); −1 holds."""
     a = int(st[S_POS_ASSET])
@@ -292,7 +313,7 @@ def exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob):
     return exit_reason_at_nb(st, price, bar_idx, tp, sl, mh), price
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def manage_position_nb(st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, ob_macro, has_ob):
     """Evaluate the §7.1 exits (with the §7.2 OB adjustments) and close when one fires."""
     reason, price = exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob)
@@ -301,7 +322,7 @@ def manage_position_nb(st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, 
     return close_position_nb(st, trades, params, bar_idx, ts, price, reason)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def new_irp_cache_nb(n_assets):
     """Return an empty IRP ranking cache ``(irp_i, irp_f)``, one row per direction.
 
@@ -313,14 +334,14 @@ def new_irp_cache_nb(n_assets):
     return np.zeros((2, 2 + 2 * n_assets), dtype=np.int64), np.zeros((2, n_assets))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def invalidate_irp_cache_nb(irp_i):
     """Mark both cached rankings stale (the histories changed)."""
     irp_i[0, 0] = 0
     irp_i[1, 0] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob, irp_i, irp_f):
     """Return the §5 IRP asset (−1 if none passes), or the fallback asset when IRP is off."""
     d = int(st[S_DIRECTION])
@@ -351,18 +372,20 @@ def pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob, irp_i, irp_f):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dc_check_nb(st, hist, hist_n, params, a):
     """Run §4.2 direction confirmation on the selected asset's history."""
     k = int(params[P_DC_LOOKBACK]) + 1
-    n = min(hist_n[a], k)
-    seg = np.empty(k)
-    for i in range(n):
-        seg[i] = hist[a, (hist_n[a] - n + i) % HIST_LEN]
-    return nb.check_dc_nb(seg, n, k - 1, params[P_DC_MIN_BPS], int(st[S_DIRECTION]))
+    h = hist_n[a]
+    if h < k:  # fewer than lookback + 1 prices: no move to judge (as ``check_dc_nb``)
+        return nb.DC_NEUTRAL
+    # ``check_dc_nb`` on the last k prices reads only the first and the last: no copy
+    p0 = hist[a, (h - k) % HIST_LEN]
+    p1 = hist[a, (h - 1) % HIST_LEN]
+    return nb.dc_move_nb(p0, p1, params[P_DC_MIN_BPS], int(st[S_DIRECTION]))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def size_nb(st, params, x, thr, ext):
     """Return (fraction, size leverage, bucket) of §6.1–§6.4."""
     strength = nb.strength_score_nb(x, thr, ext)
@@ -392,7 +415,7 @@ def size_nb(st, params, x, thr, ext):
     return frac, lev, bucket
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def entry_allowed_nb(st, params, bar_idx, vel_div, vol_ok):
     """Return True when §13.2's entry preconditions and the data-gap rule all hold."""
     return (
@@ -407,7 +430,7 @@ def entry_allowed_nb(st, params, bar_idx, vel_div, vol_ok):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def try_entry_nb(
     st, hist, hist_n, params, bar_idx, ts, vel_div, ob_asset, ob_macro, has_ob, irp_i, irp_f
 ):
@@ -476,7 +499,7 @@ def try_entry_nb(
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_bar_nb(
     st,
     hist,
@@ -520,7 +543,7 @@ def step_bar_nb(
     )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def advance_bar_nb(st, vel_div, data_gap):
     """Count the bar, the bars since a data gap and push vel_div: what every state does."""
     st[S_BAR_COUNT] += 1.0
@@ -529,7 +552,21 @@ def advance_bar_nb(st, vel_div, data_gap):
         push_vd_nb(st, vel_div)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def copy_bar_state_nb(dst, src):
+    """Copy the slots ``advance_bar_nb`` writes (bar count, gap counter, vel_div history).
+
+    They depend on the bars only, never on a parameter: a state that skipped bars is brought up
+    to date from one that ``advance_bar_nb`` stepped through every bar from the same start.
+    """
+    dst[S_BAR_COUNT] = src[S_BAR_COUNT]
+    dst[S_BARS_SINCE_GAP] = src[S_BARS_SINCE_GAP]
+    dst[S_VD_N] = src[S_VD_N]
+    for i in range(VD_RING):
+        dst[S_VD_RING + i] = src[S_VD_RING + i]
+
+
+@njit(cache=True, inline="always")
 def no_signal_nb(st, params, vel_div):
     """Return True when the bar carries no §4.1 signal for this state (NaN vel_div is none).
 
@@ -539,7 +576,7 @@ def no_signal_nb(st, params, vel_div):
     return not x < thr
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def act_nb(
     st,
     hist,
@@ -597,7 +634,7 @@ def act_nb(
     return STATUS_OK
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_state_nb(
     st,
     hist,
@@ -641,17 +678,28 @@ def step_state_nb(
     )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def position_equity_nb(capital, d, entry, notional, entry_fee, price):
+    """Return capital plus an open position's unrealised PnL at ``price`` less its entry fee."""
+    return capital + (d * (price - entry) / entry * notional - entry_fee)
+
+
+@njit(cache=True, inline="always")
 def equity_at_nb(st, price):
     """Return mark-to-market equity with the open position's asset at ``price``."""
-    eq = st[S_CAPITAL]
     if st[S_POS_OPEN] > 0.0:
-        e = st[S_POS_ENTRY_PRICE]
-        eq += st[S_POS_DIR] * (price - e) / e * st[S_POS_NOTIONAL] - st[S_POS_ENTRY_FEE]
-    return eq
+        return position_equity_nb(
+            st[S_CAPITAL],
+            st[S_POS_DIR],
+            st[S_POS_ENTRY_PRICE],
+            st[S_POS_NOTIONAL],
+            st[S_POS_ENTRY_FEE],
+            price,
+        )
+    return st[S_CAPITAL]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def equity_nb(st, hist, hist_n):
     """Return mark-to-market equity: capital plus the open position's unrealised PnL less fee."""
     if st[S_POS_OPEN] > 0.0:
@@ -659,7 +707,7 @@ def equity_nb(st, hist, hist_n):
     return st[S_CAPITAL]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_bars_nb(
     st,
     hist,

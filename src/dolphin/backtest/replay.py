@@ -29,7 +29,6 @@ from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.alpha.interfaces import McGate, ObEngine, PostureProvider
 from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import BadInputError, MissingColumnError
-from dolphin.core.records import BUCKETS, EXIT_REASONS, POSTURES
 from dolphin.features.exf import FACTORS, ExfTable
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 
@@ -116,36 +115,12 @@ def validate_scans(scans: pd.DataFrame, source: str = "scans") -> list[str]:
 
 
 def _trades_frame(rec: np.ndarray, assets: list[str]) -> pd.DataFrame:
-    df = pd.DataFrame(rec)
-    out = pd.DataFrame(
-        {
-            "trade_id": df["trade_id"],
-            "entry_time": pd.to_datetime(df["entry_ts"], utc=True),
-            "exit_time": pd.to_datetime(df["exit_ts"], utc=True),
-            "entry_bar": df["entry_bar"],
-            "exit_bar": df["exit_bar"],
-            "asset": [assets[i] for i in df["asset"]],
-            "direction": np.where(df["direction"] < 0, "SHORT", "LONG"),
-        }
-    )
-    for col in (
-        "entry_price",
-        "exit_price",
-        "notional",
-        "leverage",
-        "fraction",
-        "confidence",
-        "entry_fee",
-        "exit_fee",
-        "ob_edge_pct",
-        "pnl_pct",
-        "pnl",
-        "capital_after",
-    ):
-        out[col] = df[col].astype(float)
-    out["exit_reason"] = [EXIT_REASONS[i] for i in df["exit_reason"]]
-    out["bucket"] = [BUCKETS[i] for i in df["bucket"]]
-    out["posture"] = [POSTURES[i] for i in df["posture"]]
+    """Return the trades table of ``rec`` (the columns ``trades_sha256`` hashes)."""
+    from dolphin.backtest.metrics import trade_columns
+
+    out = pd.DataFrame(trade_columns(rec, assets))
+    for col in ("entry_time", "exit_time"):
+        out[col] = out[col].dt.tz_localize("UTC")
     return out
 
 

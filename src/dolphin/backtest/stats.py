@@ -64,8 +64,16 @@ def dsr_column(
     var = float(np.var(sharpe[ok], ddof=1)) if n > 1 else 0.0
     sr0 = expected_max_sharpe(n, var)
     out = np.full(sharpe.shape, np.nan)
-    for i in np.flatnonzero(ok):
-        out[i] = probabilistic_sharpe(sharpe[i], sr0, n_obs, skew[i], kurtosis[i])
+    if n_obs < 2:
+        return out, sr0
+    # probabilistic_sharpe over all trials at once (same operations, element by element)
+    s, g3, g4 = sharpe[ok], skew[ok], kurtosis[ok]
+    denom = 1.0 - g3 * s + (g4 - 1.0) / 4.0 * (s * s)
+    good = denom > 0
+    z = (s[good] - sr0) * math.sqrt(n_obs - 1) / np.sqrt(denom[good])
+    vals = np.full(s.shape, np.nan)
+    vals[good] = norm.cdf(z)
+    out[ok] = vals
     return out, sr0
 
 
@@ -100,16 +108,32 @@ def pbo_cscv(returns: np.ndarray, n_blocks: int = 8) -> PboResult:
     if size < 2 or n < 2:
         raise ValueError(f"need >= 2 rows per block and >= 2 columns, got {t} x {n}")
     blocks = [r[i * size : (i + 1) * size] for i in range(n_blocks)]
+    perf: dict[tuple[int, ...], np.ndarray] = {}  # a half is one split's IS, another's OOS
+
+    def half_sharpe(half: tuple[int, ...]) -> np.ndarray:
+        if half not in perf:
+            perf[half] = block_sharpe(np.concatenate([blocks[i] for i in half]))
+        return perf[half]
+
     logits = []
     for train in itertools.combinations(range(n_blocks), n_blocks // 2):
-        test = [i for i in range(n_blocks) if i not in train]
-        is_perf = block_sharpe(np.concatenate([blocks[i] for i in train]))
-        oos_perf = block_sharpe(np.concatenate([blocks[i] for i in test]))
+        test = tuple(i for i in range(n_blocks) if i not in train)
+        is_perf = half_sharpe(train)
+        oos_perf = half_sharpe(test)
         best = int(np.argmax(is_perf))
-        omega = rankdata(oos_perf)[best] / (n + 1)
+        omega = _average_rank(oos_perf, best) / (n + 1)
         logits.append(math.log(omega / (1.0 - omega)))
     lam = np.asarray(logits)
     return PboResult(float(np.mean(lam <= 0)), lam, len(lam), n_blocks)
+
+
+def _average_rank(x: np.ndarray, i: int) -> float:
+    """Return ``rankdata(x)[i]`` (1-based, ties averaged) without ranking every element."""
+    if not np.isfinite(x).all():
+        return float(rankdata(x)[i])  # NaN ranks as scipy defines them
+    below = int(np.count_nonzero(x < x[i]))
+    equal = int(np.count_nonzero(x == x[i]))
+    return below + (equal + 1) / 2.0
 
 
 def pbo_blocks_for(n_rows: int) -> int:

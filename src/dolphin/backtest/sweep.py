@@ -1,8 +1,9 @@
 """Vectorized parameter sweep: grids as parameter columns through the replay's own kernel.
 
 ``SweepData`` holds the scan arrays once; ``evaluate`` runs a batch of configs through
-``sweep_nb`` (one shared bar loop, one ``step_state_nb`` call per column per bar) and turns each
-column into the replay's ``metrics.json`` row plus its ``trades_sha256`` and daily returns.
+``sweep_nb`` (one shared bar loop; each column stepped by the replay's ``step_state_nb`` halves
+on the bars where they can act) and turns the columns into the replay's ``metrics.json`` rows
+(``metrics_columns``, all columns at once) plus ``trades_sha256`` and the daily returns.
 The driver with work directory, resume and worker processes is ``sweep_run.py``.
 
 Decisions where issue 5 is silent:
@@ -24,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from dolphin.alpha import layout as lay
-from dolphin.backtest.metrics import metrics_from_arrays
+from dolphin.backtest.metrics import metrics_columns, records_sha256
 from dolphin.backtest.replay import validate_scans
-from dolphin.backtest.sweep_hash import TradeHasher
-from dolphin.backtest.sweep_nb import STATUS_NO_CLOSE_PRICE, sweep_nb
+from dolphin.backtest.sweep_nb import STATUS_NO_CLOSE_PRICE, last_prices_nb, sweep_nb
 from dolphin.core.config import AcbConfig, DolphinConfig
 from dolphin.core.errors import HaltTradingError
 from dolphin.core.records import TRADE_DTYPE
@@ -52,11 +52,11 @@ class SweepData:
     dates: list[str]
     w750_medians: list[float | None]
     exf: ExfTable | None = None
-    hasher: TradeHasher = field(init=False)
+    last_price: np.ndarray = field(init=False)
     _acb: dict[AcbConfig, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.hasher = TradeHasher(self.assets, self.ts)
+        self.last_price = last_prices_nb(self.prices)  # shared by every chunk of columns
 
     @property
     def n_bars(self) -> int:
@@ -145,7 +145,7 @@ def run_kernel(
     )
     sweep_nb(
         params, states, data.day_lo, boost, beta, data.ts, data.vel_div, data.data_gap,
-        data.vol_ok, data.prices, out.trades, out.eq_end, out.cap_end, out.max_dd,
+        data.vol_ok, data.prices, data.last_price, out.trades, out.eq_end, out.cap_end, out.max_dd,
         out.pos_bars, out.status,
     )  # fmt: skip
     out.n_trades[:] = states[:, lay.S_N_TRADES].astype(np.int64)
@@ -154,43 +154,80 @@ def run_kernel(
 
 def return_moments(r: np.ndarray) -> dict[str, float | None]:
     """Return the per-period Sharpe, skewness and (non-excess) kurtosis of daily returns."""
-    if r.size < 3 or not np.std(r) > 0:
-        return {"sr_daily": None, "skew": None, "kurtosis": None}
+    return return_moments_rows(np.asarray(r, dtype=np.float64).reshape(1, -1))[0]
+
+
+def return_moments_rows(r: np.ndarray) -> list[dict[str, float | None]]:
+    """Return ``return_moments`` of every row of a runs × days matrix."""
+    none = {"sr_daily": None, "skew": None, "kurtosis": None}
+    if r.shape[1] < 3:
+        return [dict(none) for _ in range(r.shape[0])]
     # population moments, as scipy.stats.skew / kurtosis(fisher=False) with bias=True
-    dev = r - r.mean()
-    m2 = float(np.mean(dev**2))
-    return {
-        "sr_daily": float(np.mean(r) / np.std(r, ddof=1)),
-        "skew": float(np.mean(dev**3)) / m2**1.5,
-        "kurtosis": float(np.mean(dev**4)) / m2**2,
-    }
+    mean = np.mean(r, axis=1)
+    dev = r - mean[:, None]
+    m2 = np.mean(dev**2, axis=1)
+    m3 = np.mean(dev**3, axis=1)
+    m4 = np.mean(dev**4, axis=1)
+    sd0 = np.std(r, axis=1)
+    sd1 = np.std(r, axis=1, ddof=1)
+    out = []
+    for i in range(r.shape[0]):
+        if not sd0[i] > 0:
+            out.append(dict(none))
+            continue
+        v = float(m2[i])
+        out.append(
+            {
+                "sr_daily": float(mean[i] / sd1[i]),
+                "skew": float(m3[i]) / v**1.5,
+                "kurtosis": float(m4[i]) / v**2,
+            }
+        )
+    return out
 
 
-def column_row(data: SweepData, cfg: DolphinConfig, raw: RawColumns, i: int) -> dict[str, Any]:
-    """Return the metrics row of column ``i`` (``metrics.json`` keys plus return moments)."""
-    if raw.status[i] == STATUS_NO_CLOSE_PRICE:
+def _check_status(cfg: DolphinConfig, status: int) -> None:
+    if status == STATUS_NO_CLOSE_PRICE:
         raise HaltTradingError(f"config {cfg.id}: open position has no price to close at")
-    if raw.status[i] != lay.STATUS_OK:
-        raise HaltTradingError(f"config {cfg.id}: sweep kernel returned status {raw.status[i]}")
-    rec = raw.trades[i, : raw.n_trades[i]]
-    initial = cfg.alpha.initial_capital
-    row = metrics_from_arrays(
-        pnl=rec["pnl"],
-        held=(rec["exit_bar"] - rec["entry_bar"]).astype(float),
-        max_dd=float(raw.max_dd[i]),
-        exposure=float(raw.pos_bars[i]) / data.n_bars if data.n_bars else 0.0,
+    if status != lay.STATUS_OK:
+        raise HaltTradingError(f"config {cfg.id}: sweep kernel returned status {status}")
+
+
+def column_rows(
+    data: SweepData, configs: list[DolphinConfig], raw: RawColumns, cols: np.ndarray
+) -> list[dict]:
+    """Return the metrics rows of ``raw``'s columns ``cols`` (run as ``configs``, in order).
+
+    Each row holds the ``metrics.json`` keys plus the daily-return moments and the returns.
+    """
+    for i, cfg in zip(cols, configs, strict=True):
+        _check_status(cfg, int(raw.status[i]))
+    n = raw.n_trades[cols]
+    lo = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    recs = [raw.trades[i, : raw.n_trades[i]] for i in cols]
+    # field by field: concatenating whole records is several times slower
+    pnl = np.concatenate([r["pnl"] for r in recs])
+    held = np.concatenate([r["exit_bar"] - r["entry_bar"] for r in recs]).astype(float)
+    initial = np.array([c.alpha.initial_capital for c in configs], dtype=np.float64)
+    eq = raw.eq_end[cols]
+    rows = metrics_columns(
+        pnl=pnl,
+        held=held,
+        trade_lo=lo,
+        max_dd=raw.max_dd[cols],
+        exposure=raw.pos_bars[cols] / data.n_bars if data.n_bars else np.zeros(len(cols)),
         bars=data.n_bars,
-        capital_end=raw.cap_end[i],
-        equity_end=raw.eq_end[i],
+        capital_end=raw.cap_end[cols],
+        equity_end=eq,
         initial_capital=initial,
-        config_id=cfg.id,
-        sha256=data.hasher.sha256(rec),
+        config_ids=[c.id for c in configs],
+        sha256s=[records_sha256(rec, data.assets) for rec in recs],
     )
-    eq = raw.eq_end[i]
-    r = eq / np.concatenate([[initial], eq[:-1]]) - 1.0
-    row.update(return_moments(r))
-    row["daily_returns"] = r.tolist()
-    return row
+    r = eq / np.concatenate([initial[:, None], eq[:, :-1]], axis=1) - 1.0
+    for row, moments, ri in zip(rows, return_moments_rows(r), r, strict=True):
+        row.update(moments)
+        row["daily_returns"] = ri.tolist()
+    return rows
 
 
 def evaluate(
@@ -204,14 +241,16 @@ def evaluate(
     if not configs:
         return []
     raw = run_kernel(data, configs, hell=hell, capacity=capacity)
-    full = np.flatnonzero(raw.status == lay.STATUS_TRADE_BUFFER_FULL)
-    rows: list[dict[str, Any]] = []
-    for i, cfg in enumerate(configs):
-        if i in full:  # rare: re-run alone with the replay's worst-case buffer
-            big = run_kernel(data, [cfg], hell=hell, capacity=data.n_bars // 2 + 2)
-            rows.append(column_row(data, cfg, big, 0))
-        else:
-            rows.append(column_row(data, cfg, raw, i))
+    full = raw.status == lay.STATUS_TRADE_BUFFER_FULL
+    rows: list[dict[str, Any]] = [{} for _ in configs]
+    ok = np.flatnonzero(~full)
+    if ok.size:
+        done = column_rows(data, [configs[i] for i in ok], raw, ok)
+        for i, row in zip(ok, done, strict=True):
+            rows[i] = row
+    for i in np.flatnonzero(full):  # rare: re-run alone with the replay's worst-case buffer
+        big = run_kernel(data, [configs[i]], hell=hell, capacity=data.n_bars // 2 + 2)
+        rows[i] = column_rows(data, [configs[i]], big, np.zeros(1, dtype=np.int64))[0]
     return rows
 
 

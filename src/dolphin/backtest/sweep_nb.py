@@ -2,12 +2,19 @@
 
 ``sweep_nb`` is the replay's day loop (``backtest/replay.py``) turned bar-major: for each bar the
 prices are pushed into ONE shared set of history ring buffers and the bar's IRP ranking cache is
-invalidated once; then every parameter column's state is advanced by the two halves of
-``step_state_nb`` (``advance_bar_nb``, ``act_nb``), the very kernel the replay and the live engine
-call, so trades are identical by construction; ``act_nb`` is skipped where ``no_signal_nb`` or
-``hold_nb`` prove it a no-op (flat without a signal, open without an exit due). Work that
-does not depend on the parameters (history pushes, the IRP ranking of a bar per direction) is done
-once per bar for all columns instead of once per column.
+invalidated once; then parameter columns are advanced by the two halves of ``step_state_nb``
+(``advance_bar_nb``, ``act_nb``), the very kernel the replay and the live engine call, so trades
+are identical by construction. Work that does not depend on the parameters (history pushes, the
+IRP ranking of a bar per direction, the bar counters and vel_div history of ``advance_bar_nb``,
+each asset's latest price) is done once per bar for all columns instead of once per column.
+
+A column is only stepped on the bars where ``act_nb`` can do something. Flat, that is its next
+signal bar (``no_signal_nb`` proves every bar before it a no-op); open, its exit bar, found by
+``hold_until_nb`` scanning the position's asset prices with the replay's own exit rule
+(``position_exit_nb``) and marking the held bars to market on the way. Before a column is
+stepped, ``copy_bar_state_nb`` brings its parameter-free slots (bar count, bars since a data
+gap, vel_div history) up to date from one shared state that ``advance_bar_nb`` stepped through
+every bar, so the entry sees exactly the state a bar-by-bar run would have.
 
 The per-column bookkeeping reproduces exactly what the replay writes (``run_bars_nb`` equity and
 exposure, the END_OF_DATA close, the day-end equity and capital) so the metrics computed from it
@@ -34,22 +41,30 @@ from dolphin.alpha.layout import (
     S_DAY_MC_SCALE,
     S_DIRECTION,
     S_HALT,
+    S_PENDING_SUBDAY,
     S_POS_ASSET,
+    S_POS_DIR,
+    S_POS_ENTRY_BAR,
+    S_POS_ENTRY_FEE,
+    S_POS_ENTRY_PRICE,
+    S_POS_NOTIONAL,
     S_POS_OPEN,
     S_POSTURE,
     STATUS_OK,
 )
 from dolphin.alpha.step_nb import (
+    POSTURE_HIBERNATE,
     act_nb,
     advance_bar_nb,
     close_position_nb,
-    equity_at_nb,
+    copy_bar_state_nb,
     equity_nb,
-    exit_reason_at_nb,
     invalidate_irp_cache_nb,
     last_price_nb,
     new_irp_cache_nb,
     no_signal_nb,
+    position_equity_nb,
+    position_exit_nb,
     push_histories_nb,
 )
 from dolphin.core.records import EXIT_END_OF_DATA
@@ -79,35 +94,123 @@ def close_at_end_nb(st, hist, hist_n, trades, params, bar_idx, ts):
     return close_position_nb(st, trades, params, bar_idx, ts, price, EXIT_END_OF_DATA)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def peak_drawdown_nb(peak, max_dd, eq):
+    """Return the running peak and max drawdown after equity ``eq`` (``metrics.max_drawdown``'s
+    operations: the peak is the running maximum, the drawdown (peak − eq) / peak)."""
+    if eq > peak:
+        peak = eq
+    dd = (peak - eq) / peak
+    if dd > max_dd:
+        max_dd = dd
+    return peak, max_dd
+
+
+@njit(cache=True, inline="always")
 def track_equity_nb(c, eq, peak, max_dd):
-    """Update column ``c``'s running peak and max drawdown (``metrics.max_drawdown``'s ops)."""
-    if eq > peak[c]:
-        peak[c] = eq
-    dd = (peak[c] - eq) / peak[c]
-    if dd > max_dd[c]:
-        max_dd[c] = dd
+    """Update column ``c``'s running peak and max drawdown with equity ``eq``."""
+    peak[c], max_dd[c] = peak_drawdown_nb(peak[c], max_dd[c], eq)
 
 
 @njit(cache=True)
-def hold_nb(st, hist, hist_n, params, t, c, peak, max_dd):
-    """Return True when an open position has no exit due on bar ``t`` (``act_nb`` is a no-op).
+def last_prices_nb(prices):
+    """Return each asset's latest history price after every bar, asset-major (NaN before any).
 
-    ``exit_reason_at_nb`` at the last price, as ``exit_due_nb`` without an OB engine (no entry is
-    possible while open); a missing price holds, as there. The position is marked to market.
+    Built by the replay's own ``push_histories_nb``/``last_price_nb``, so it is the price an open
+    position is marked at and exited at on each bar.
     """
-    a = int(st[S_POS_ASSET])
-    price = hist[a, (hist_n[a] - 1) % HIST_LEN]
-    if price > 0.0:
-        mh = int(params[P_MAX_HOLD])
-        if exit_reason_at_nb(st, price, t, params[P_TP], params[P_STOP], mh) >= 0:
-            return False
-    track_equity_nb(c, equity_at_nb(st, price), peak, max_dd)
-    return True
+    n_bars, n_assets = prices.shape
+    hist = np.full((n_assets, HIST_LEN), np.nan)
+    hist_n = np.zeros(n_assets, dtype=np.int64)
+    out = np.empty((n_assets, n_bars))
+    for t in range(n_bars):
+        push_histories_nb(hist, hist_n, prices[t])
+        for a in range(n_assets):
+            out[a, t] = last_price_nb(hist, hist_n, a)
+    return out
+
+
+@njit(cache=True, inline="always")
+def next_signal_nb(st, params, vel_div, t0, t_end):
+    """Return the first bar in ``[t0, t_end)`` that carries a signal for ``st``, else ``t_end``.
+
+    A flat state does nothing on the bars in between (``no_signal_nb``: ``act_nb`` is a no-op).
+    """
+    for t in range(t0, t_end):
+        if not no_signal_nb(st, params, vel_div[t]):
+            return t
+    return t_end
+
+
+@njit(cache=True, inline="always")
+def hold_until_nb(st, last_price, params, t0, t_end, c, peak, max_dd):
+    """Return the first bar in ``[t0, t_end)`` with an exit due for the open position, or ``t_end``.
+
+    ``exit_reason_at_nb`` at the position's asset price (``last_price`` row), as ``exit_due_nb``
+    without an OB engine (no entry is possible while open); a missing price holds, as there. The
+    bars held before the exit are marked to market in order, as if stepped one by one. Exact
+    because the exit inputs (entry, direction, TP/stop/max hold, APEX posture, no pending
+    sub-day signal in the sweep) cannot change while the position is open.
+    """
+    tp = params[P_TP]
+    sl = params[P_STOP]
+    mh = int(params[P_MAX_HOLD])
+    # the position is read once: the loop body is scalar code the compiler keeps in registers
+    d = st[S_POS_DIR]
+    entry = st[S_POS_ENTRY_PRICE]
+    entry_bar = int(st[S_POS_ENTRY_BAR])
+    hibernate = st[S_POSTURE] == POSTURE_HIBERNATE
+    subday = st[S_PENDING_SUBDAY] > 0
+    capital = st[S_CAPITAL]
+    notional = st[S_POS_NOTIONAL]
+    fee = st[S_POS_ENTRY_FEE]
+    pk = peak[c]
+    dd = max_dd[c]
+    t = t0
+    while t < t_end:
+        price = last_price[t]
+        if (
+            price > 0.0
+            and position_exit_nb(d, entry, entry_bar, price, t, tp, sl, mh, hibernate, subday) >= 0
+        ):
+            break
+        pk, dd = peak_drawdown_nb(
+            pk, dd, position_equity_nb(capital, d, entry, notional, fee, price)
+        )
+        t += 1
+    peak[c] = pk
+    max_dd[c] = dd
+    return t
+
+
+@njit(cache=True, inline="always")
+def step_column_nb(  # one call site; the arguments are what ``act_nb`` and the bookkeeping read
+    st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok, ob, irp_i, irp_f, last, c, peak,
+    max_dd,
+):  # fmt: skip
+    """Run ``act_nb`` for column ``c`` on bar ``t``; return (status, bars it was in position).
+
+    The column's per-bar bookkeeping as the replay writes it: exposure, the END_OF_DATA close
+    on the last bar, the mark-to-market drawdown.
+    """
+    was_open = st[S_POS_OPEN] > 0.0
+    cap0 = st[S_CAPITAL]
+    s = act_nb(
+        st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok,
+        ob[0], ob[1], False, irp_i, irp_f,
+    )  # fmt: skip
+    is_open = st[S_POS_OPEN] > 0.0
+    if is_open and last:
+        s = close_at_end_nb(st, hist, hist_n, trades, params, t, ts)
+    if s == STATUS_OK and (was_open or is_open or st[S_CAPITAL] != cap0):
+        # flat before and after with unchanged capital: equity repeats, so does its drawdown
+        # term, and max() of a repeated value is unchanged
+        track_equity_nb(c, equity_nb(st, hist, hist_n), peak, max_dd)
+    return s, 1 if is_open else 0
 
 
 @njit(cache=True)
-def sweep_nb(  # noqa: C901 - one flat bar-major loop; splitting it would hide the shared order
+def sweep_nb(
     params,
     states,
     day_lo,
@@ -118,6 +221,7 @@ def sweep_nb(  # noqa: C901 - one flat bar-major loop; splitting it would hide t
     data_gap,
     vol_ok,
     prices,
+    last_price,
     trades,
     eq_end,
     cap_end,
@@ -130,8 +234,14 @@ def sweep_nb(  # noqa: C901 - one flat bar-major loop; splitting it would hide t
     ``states`` (columns × N_STATE) are fresh ``new_state`` vectors; ``trades`` (columns ×
     capacity) receive each column's trades (count in the state's ``S_N_TRADES``); ``day_lo``
     holds the first bar of each UTC day plus the bar count; ``day_boost``/``day_beta`` are each
-    column's ACB verdict per day. Outputs: day-end equity and capital, max drawdown, bars in
-    position, and a status per column (a column that fails stops; the others go on).
+    column's ACB verdict per day; ``last_price`` is ``last_prices_nb(prices)``. Outputs: day-end
+    equity and capital, max drawdown, bars in position, and a status per column (a column that
+    fails stops; the others go on).
+
+    Each column is stepped only on the bars where ``act_nb`` can do something: a flat column
+    on its next signal bar (``next_signal_nb``), an open one on its exit bar (``hold_until_nb``),
+    every column on the last bar. ``advance_bar_nb`` runs once per bar on a shared state whose
+    parameter-free slots are copied into a column before it is stepped.
     """
     n_col = params.shape[0]
     n_bars = ts.shape[0]
@@ -139,8 +249,9 @@ def sweep_nb(  # noqa: C901 - one flat bar-major loop; splitting it would hide t
     hist = np.full((n_assets, HIST_LEN), np.nan)
     hist_n = np.zeros(n_assets, dtype=np.int64)
     irp_i, irp_f = new_irp_cache_nb(n_assets)
-    ob_asset = np.zeros((n_assets, N_OB_ASSET))
-    ob_macro = np.zeros(N_OB_MACRO)
+    ob = (np.zeros((n_assets, N_OB_ASSET)), np.zeros(N_OB_MACRO))  # no OB engine in a sweep
+    bars = states[0].copy()  # fresh states share the bar slots
+    wake = np.zeros(n_col, dtype=np.int64)
     peak = states[:, S_CAPITAL].copy()
     for d in range(day_lo.shape[0] - 1):
         for c in range(n_col):
@@ -148,49 +259,29 @@ def sweep_nb(  # noqa: C901 - one flat bar-major loop; splitting it would hide t
         for t in range(day_lo[d], day_lo[d + 1]):
             push_histories_nb(hist, hist_n, prices[t])
             invalidate_irp_cache_nb(irp_i)
+            advance_bar_nb(bars, vel_div[t], data_gap[t])
             last = t == n_bars - 1
             for c in range(n_col):
-                if status[c] != STATUS_OK:
+                if (wake[c] > t and not last) or status[c] != STATUS_OK:
                     continue
                 st = states[c]
-                advance_bar_nb(st, vel_div[t], data_gap[t])
-                was_open = st[S_POS_OPEN] > 0.0
-                if not last:
-                    # the flat test is inline: a call per state per bar costs more than the bar
-                    if not was_open and no_signal_nb(st, params[c], vel_div[t]):
-                        continue
-                    if was_open and hold_nb(st, hist, hist_n, params[c], t, c, peak, max_dd):
-                        pos_bars[c] += 1
-                        continue
-                cap0 = st[S_CAPITAL]
-                s = act_nb(
-                    st,
-                    hist,
-                    hist_n,
-                    trades[c],
-                    params[c],
-                    t,
-                    ts[t],
-                    vel_div[t],
-                    vol_ok[t],
-                    ob_asset,
-                    ob_macro,
-                    False,
-                    irp_i,
-                    irp_f,
-                )
-                is_open = st[S_POS_OPEN] > 0.0
-                if is_open:
-                    pos_bars[c] += 1
-                    if last:
-                        s = close_at_end_nb(st, hist, hist_n, trades[c], params[c], t, ts[t])
+                copy_bar_state_nb(st, bars)
+                s, held = step_column_nb(
+                    st, hist, hist_n, trades[c], params[c], t, ts[t], vel_div[t], vol_ok[t],
+                    ob, irp_i, irp_f, last, c, peak, max_dd,
+                )  # fmt: skip
+                pos_bars[c] += held
                 if s != STATUS_OK:
                     status[c] = s
-                    continue
-                # flat before and after with unchanged capital: equity repeats, so does its
-                # drawdown term, and max() of a repeated value is unchanged
-                if was_open or is_open or st[S_CAPITAL] != cap0:
-                    track_equity_nb(c, equity_nb(st, hist, hist_n), peak, max_dd)
+                elif st[S_POS_OPEN] > 0.0:
+                    a = int(st[S_POS_ASSET])
+                    te = hold_until_nb(
+                        st, last_price[a], params[c], t + 1, n_bars - 1, c, peak, max_dd
+                    )
+                    pos_bars[c] += te - t - 1
+                    wake[c] = te
+                else:
+                    wake[c] = next_signal_nb(st, params[c], vel_div, t + 1, n_bars - 1)
         for c in range(n_col):
             eq_end[c, d] = equity_nb(states[c], hist, hist_n)
             cap_end[c, d] = states[c][S_CAPITAL]

@@ -33,6 +33,7 @@ from dolphin.store.ports import Store
 
 #: Longest wait for the node to connect its clients and start the trader.
 STARTUP_S = 15.0
+FLATTEN_WAIT_S = 10.0
 
 
 @dataclass
@@ -70,6 +71,27 @@ def flatten(strategy: DolphinStrategy) -> None:
         strategy.execute(core._close_intent(trade), scan)
 
 
+async def settle(strategy: DolphinStrategy) -> None:
+    """Wait until no order is in flight and no position is open, closing any position whose
+    entry filled after the flatten; give up after ``FLATTEN_WAIT_S``.
+
+    On a busy machine a fixed pause can stop the node with the last round trip half-booked.
+    """
+    cache, sid = strategy.cache, strategy.id
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < FLATTEN_WAIT_S:
+        if not cache.orders_open_count(strategy_id=sid) and not cache.orders_inflight_count(
+            strategy_id=sid
+        ):
+            positions = cache.positions_open(strategy_id=sid)
+            if not positions and not strategy.trips.open:
+                return
+            for position in positions:
+                strategy.close_position(position, tags=["reason=SESSION_END"])
+                strategy.orders_submitted += 1
+        await asyncio.sleep(0.05)
+
+
 async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
                  echo: Callable[[str], None]) -> None:
     run = asyncio.ensure_future(node.run_async())
@@ -85,7 +107,7 @@ async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
         await asyncio.sleep(s.status_every_s)
     if node.kernel.trader.is_running:
         flatten(strategy)
-        await asyncio.sleep(0.5)  # let the closing fill come back before stopping
+        await settle(strategy)
         await node.stop_async()
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)

@@ -101,3 +101,15 @@ def test_sweep_return_moments_match_scipy():
     assert m["kurtosis"] == pytest.approx(sps.kurtosis(r, fisher=False), rel=1e-12)
     assert m["sr_daily"] == pytest.approx(r.mean() / r.std(ddof=1), rel=1e-12)
     assert return_moments(np.zeros(10))["sr_daily"] is None
+
+
+def test_pbo_rank_of_the_best_equals_scipy_average_rank():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(11)
+    for _ in range(100):
+        x = np.round(rng.normal(size=40), 1)  # ties on purpose
+        i = int(rng.integers(40))
+        assert stats._average_rank(x, i) == rankdata(x)[i]
+    x = np.array([0.1, np.nan, 0.3])
+    assert np.isnan(stats._average_rank(x, 1)) == np.isnan(rankdata(x)[1])

@@ -8,7 +8,7 @@ import pytest
 
 from dolphin.backtest import sweep as sw
 from dolphin.backtest import sweep_run as sr
-from dolphin.backtest.metrics import trades_sha256
+from dolphin.backtest.metrics import records_sha256, trades_sha256
 from dolphin.backtest.replay import _trades_frame, run_replay
 from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import ConfigError
@@ -97,15 +97,35 @@ def test_buffer_overflow_reruns_the_column_with_full_capacity(data):
     assert small == sw.evaluate(data, [cfg])[0]
 
 
-def test_fast_hash_equals_the_canonical_hash(real_scans, data):
+def test_records_hash_equals_the_trades_table_hash(real_scans, data):
     rec = sw.trade_records(data, DolphinConfig())
     assert len(rec) > 5
-    assert data.hasher.sha256(rec) == trades_sha256(_trades_frame(rec, data.assets))
-    assert data.hasher.sha256(rec[:0]) == trades_sha256(_trades_frame(rec[:0], data.assets))
+    frame = _trades_frame(rec, data.assets)
+    assert records_sha256(rec, data.assets) == trades_sha256(frame)
+    empty = rec[:0]
+    assert records_sha256(empty, data.assets) == trades_sha256(_trades_frame(empty, data.assets))
     bad = rec.copy()
-    bad["pnl"][0] = np.nan  # not expressible by the fast writer: canonical path
-    assert data.hasher.text(bad) is None
-    assert data.hasher.sha256(bad) == trades_sha256(_trades_frame(bad, data.assets))
+    bad["pnl"][0] = np.nan
+    assert records_sha256(bad, data.assets) == trades_sha256(_trades_frame(bad, data.assets))
+    assert records_sha256(bad, data.assets) != records_sha256(rec, data.assets)
+
+
+def test_trades_hash_sees_every_bit_of_every_column(data):
+    rec = sw.trade_records(data, DolphinConfig())
+    frame = _trades_frame(rec, data.assets)
+    base = trades_sha256(frame)
+    nudged = frame.copy()
+    nudged.loc[0, "pnl"] = np.nextafter(nudged.loc[0, "pnl"], np.inf)
+    assert trades_sha256(nudged) != base
+    renamed = frame.copy()
+    renamed.loc[1, "asset"] = renamed.loc[1, "asset"] + "X"
+    assert trades_sha256(renamed) != base
+    later = frame.copy()
+    later.loc[2, "exit_time"] = later.loc[2, "exit_time"] + pd.Timedelta(1, "ns")
+    assert trades_sha256(later) != base
+    assert trades_sha256(frame[list(reversed(frame.columns))]) != base
+    # the parquet round trip (what ``dolphin backtest`` writes) keeps the hash
+    assert trades_sha256(frame.astype({"entry_bar": np.int32})) == base
 
 
 def test_grid_expansion_drops_invalid_and_rejects_unknown(tmp_path):
@@ -157,3 +177,36 @@ def test_work_folder_of_other_scans_is_refused(data, real_scans, tmp_path):
     other = sw.prepare(real_scans.iloc[:3000].reset_index(drop=True))
     with pytest.raises(ConfigError, match="other scans"):
         sr.run_sweep(other, grid, out, progress=False)
+
+
+def test_metrics_of_many_runs_equal_each_run_alone():
+    from dolphin.backtest.metrics import metrics_columns, metrics_from_arrays
+
+    rng = np.random.default_rng(4)
+    n_trades = [0, 3, 17, 1]
+    pnl = [rng.normal(size=k) * 10 for k in n_trades]
+    held = [rng.integers(1, 90, size=k).astype(float) for k in n_trades]
+    eq = 25_000.0 * np.exp(np.cumsum(rng.normal(size=(4, 9)) * 0.01, axis=1))
+    cap = eq + rng.normal(size=eq.shape)
+    many = metrics_columns(
+        pnl=np.concatenate(pnl),
+        held=np.concatenate(held),
+        trade_lo=np.r_[0, np.cumsum(n_trades)],
+        max_dd=np.array([0.0, 0.1, 0.2, 0.3]),
+        exposure=np.array([0.0, 0.5, 0.25, 1.0]),
+        bars=100,
+        capital_end=cap,
+        equity_end=eq,
+        initial_capital=np.full(4, 25_000.0),
+        config_ids=list("abcd"),
+        sha256s=list("wxyz"),
+    )
+    for i in range(4):
+        alone = metrics_from_arrays(
+            pnl=pnl[i], held=held[i], max_dd=[0.0, 0.1, 0.2, 0.3][i],
+            exposure=[0.0, 0.5, 0.25, 1.0][i], bars=100, capital_end=cap[i], equity_end=eq[i],
+            initial_capital=25_000.0, config_id="abcd"[i], sha256="wxyz"[i],
+        )  # fmt: skip
+        assert many[i] == alone
+    assert many[0]["trades"] == 0 and many[0]["win_rate"] is None
+    assert many[2]["win_rate"] == float((pnl[2] > 0).mean())
