@@ -14,9 +14,9 @@ import pytest
 
 from dolphin.backtest.replay import run_replay
 from dolphin.cli import main
-from dolphin.core.config import DolphinConfig, ScannerConfig
-from dolphin.scanner.scanner import scan_prices
+from dolphin.core.config import DolphinConfig
 from tests.kit.paths import SPOT_1M_2021, require
+from tests.kit.scans import spot_2021_scans
 
 
 def _lambda_share(r: np.ndarray) -> float:
@@ -60,11 +60,7 @@ def simple_scans(start: str, end: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def real_scans():
     """Scans of 2021-04-05..07 from the production scanner (``dolphin.scanner.scan_prices``)."""
-    bars = pd.read_parquet(require(SPOT_1M_2021), columns=["timestamp", "symbol", "close"])
-    bars = bars[(bars["timestamp"] >= "2021-04-05") & (bars["timestamp"] < "2021-04-08")]
-    wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index().ffill()
-    wide.columns = wide.columns.astype(str)
-    return scan_prices(wide.reset_index(), ScannerConfig())
+    return spot_2021_scans("2021-04-05", "2021-04-08")
 
 
 def test_simple_and_production_scans_agree_on_vel_div(real_scans):

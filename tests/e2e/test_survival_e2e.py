@@ -12,20 +12,15 @@ import pytest
 
 from dolphin.backtest.replay import run_replay
 from dolphin.cli import main
-from dolphin.core.config import DolphinConfig, ScannerConfig
+from dolphin.core.config import DolphinConfig
 from dolphin.features.exf import ExfTable
-from dolphin.scanner.scanner import scan_prices
-from tests.kit.paths import SPOT_1M_2021, require
+from tests.kit.scans import spot_2021_scans
 
 
 @pytest.fixture(scope="module")
 def april_scans():
     """Production scans of 2021-04-10..27 (the mid-April drawdown)."""
-    bars = pd.read_parquet(require(SPOT_1M_2021), columns=["timestamp", "symbol", "close"])
-    bars = bars[(bars["timestamp"] >= "2021-04-10") & (bars["timestamp"] < "2021-04-28")]
-    wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index().ffill()
-    wide.columns = wide.columns.astype(str)
-    return scan_prices(wide.reset_index(), ScannerConfig())
+    return spot_2021_scans("2021-04-10", "2021-04-28")
 
 
 def test_survival_attached_without_degradation_changes_nothing(april_scans):

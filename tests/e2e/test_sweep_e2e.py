@@ -15,9 +15,8 @@ import pytest
 import yaml
 
 from dolphin.cli import main
-from dolphin.core.config import DolphinConfig
-from dolphin.scanner.scanner import scan_prices
-from tests.kit.paths import CONFIGS, REPO, SPOT_1M_2021, require
+from tests.kit.paths import CONFIGS, REPO
+from tests.kit.scans import spot_2021_scans
 
 GRID = {
     "vel_div_threshold": [-0.015, -0.02],
@@ -29,12 +28,8 @@ GRID = {
 
 @pytest.fixture(scope="module")
 def scans_path(tmp_path_factory):
-    bars = pd.read_parquet(require(SPOT_1M_2021), columns=["timestamp", "symbol", "close"])
-    bars = bars[(bars["timestamp"] >= "2021-04-06") & (bars["timestamp"] < "2021-04-09")]
-    wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index().ffill()
-    wide.columns = wide.columns.astype(str)
     path = tmp_path_factory.mktemp("scans") / "scans.parquet"
-    scan_prices(wide.reset_index(), DolphinConfig().scanner).to_parquet(path)
+    spot_2021_scans("2021-04-06", "2021-04-09").to_parquet(path)
     return path
 
 

@@ -71,3 +71,17 @@ def random_scans(
     vd = rng.standard_t(3, size=n_bars) * 0.008
     names = [f"A{i:02d}USDT" for i in range(n_assets)]
     return build_scans(dict(zip(names, closes.T, strict=True)), vd, start=start)
+
+
+def spot_2021_scans(start: str, end: str, config=None) -> pd.DataFrame:
+    """Production-scanner scans of the shared 2021-04 spot 1m set between ``start`` (inclusive)
+    and ``end`` (exclusive), closes pivoted and forward filled."""
+    from dolphin.core.config import ScannerConfig
+    from dolphin.scanner.scanner import scan_prices
+    from tests.kit.paths import SPOT_1M_2021, require
+
+    bars = pd.read_parquet(require(SPOT_1M_2021), columns=["timestamp", "symbol", "close"])
+    bars = bars[(bars["timestamp"] >= start) & (bars["timestamp"] < end)]
+    wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index().ffill()
+    wide.columns = wide.columns.astype(str)
+    return scan_prices(wide.reset_index(), config or ScannerConfig())

@@ -12,18 +12,13 @@ from dolphin.backtest.metrics import records_sha256, trades_sha256
 from dolphin.backtest.replay import _trades_frame, run_replay
 from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import ConfigError
-from dolphin.scanner.scanner import scan_prices
-from tests.kit.paths import SPOT_1M_2021, require
+from tests.kit.scans import spot_2021_scans
 
 
 @pytest.fixture(scope="session")
 def real_scans() -> pd.DataFrame:
     """Production-scanner scans of 2021-04-19..21 (two exchange gaps on the 20th included)."""
-    bars = pd.read_parquet(require(SPOT_1M_2021), columns=["timestamp", "symbol", "close"])
-    bars = bars[(bars["timestamp"] >= "2021-04-19") & (bars["timestamp"] < "2021-04-22")]
-    wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index().ffill()
-    wide.columns = wide.columns.astype(str)
-    return scan_prices(wide.reset_index(), DolphinConfig().scanner)
+    return spot_2021_scans("2021-04-19", "2021-04-22")
 
 
 @pytest.fixture(scope="session")

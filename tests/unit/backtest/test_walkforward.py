@@ -13,18 +13,14 @@ from dolphin.backtest.sweep_run import expand_grid
 from dolphin.backtest.walkforward import day_windows, stitched_metrics, walk_forward
 from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import ConfigError
-from dolphin.scanner.scanner import scan_prices
-from tests.kit.paths import CONFIGS, SPOT_1M_2021, require
+from tests.kit.paths import CONFIGS
+from tests.kit.scans import spot_2021_scans
 
 
 @pytest.fixture(scope="module")
 def scans() -> pd.DataFrame:
     """Scans of 2021-04-05..09 (five UTC days) from the production scanner."""
-    bars = pd.read_parquet(require(SPOT_1M_2021), columns=["timestamp", "symbol", "close"])
-    bars = bars[(bars["timestamp"] >= "2021-04-04 12:00") & (bars["timestamp"] < "2021-04-10")]
-    wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index().ffill()
-    wide.columns = wide.columns.astype(str)
-    return scan_prices(wide.reset_index(), DolphinConfig().scanner)
+    return spot_2021_scans("2021-04-04 12:00", "2021-04-10")
 
 
 def test_day_windows_roll_by_the_test_length():
