@@ -3,19 +3,43 @@
 A command module exposes ``register(subparsers)``; it adds its parser and sets ``func`` to a
 handler taking the parsed namespace and returning an exit code. Handlers import heavy modules
 lazily so ``dolphin --help`` stays fast. Typed DOLPHIN errors become one line on stderr and the
-error's exit code; nothing else is caught.
+error's exit code; nothing else is caught, except the two ways a user ends a command early:
+
+- Ctrl-C (SIGINT): exit 130 with one line saying what was saved and how to resume. A command
+  module may define ``interrupt_note(args, command) -> str`` for that line (``command`` is the
+  command line to re-run); the default says nothing resumable was saved.
+- A closed stdout (``dolphin ... | head``): exit 141 (128 + SIGPIPE, like other Unix tools) in
+  silence, with stdout pointed at /dev/null so the interpreter's last flush cannot fail again
+  (the recipe of the Python docs, "Note on SIGPIPE").
+
+Before a handler runs, temporary files a SIGKILLed earlier run left beside its outputs
+(``--out``, ``--log-dir``, ``--state-dir``) are removed (``core.io.remove_stale_temps``). Run as
+the console command (no ``argv`` given), every child process it forks (``--workers``) ignores
+Ctrl-C and dies with it, even when it is SIGKILLed (``core.procs.guard_forked_children``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import shlex
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dolphin import __version__
 from dolphin.core.errors import DolphinError
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_EXIT = 130
+BROKEN_PIPE_EXIT = 141
+#: Arguments naming where a command writes; their stale temporary files are removed first.
+OUTPUT_ARGS = ("out", "log_dir", "state_dir")
 
 COMMAND_MODULES = (
     "run", "data", "config", "scan", "hz", "backtest", "mc", "paper",
@@ -39,8 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dolphin` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    console = argv is None  # the real command, not a test calling main([...]) in-process
+    if console:
+        from dolphin.core.procs import guard_forked_children
+
+        guard_forked_children()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        args.command_line = "dolphin " + shlex.join(argv)  # for "re-run with: ..." lines
+        return _dispatch(parser, args)
+    except KeyboardInterrupt:
+        if console:  # a second Ctrl-C during the exit must not print a traceback either
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED_EXIT))
+        return _interrupted(args, argv)
+    except BrokenPipeError:
+        return _broken_pipe()
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -50,7 +94,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(func(args) or 0)
+        remove_stale_outputs(args)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # a closed pipe must fail here, inside the handler, not at exit
+        return code
     except DolphinError as exc:
         print(f"dolphin: error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def remove_stale_outputs(args: argparse.Namespace) -> list[Path]:
+    """Remove stale temporary files of the command's outputs; return what was removed."""
+    from dolphin.core.io import remove_stale_temps
+
+    removed: list[Path] = []
+    for name in OUTPUT_ARGS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            removed += remove_stale_temps(path, depth=2)
+        else:
+            removed += remove_stale_temps(path.parent, prefix=path.stem)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted earlier run: %s",
+                 len(removed), ", ".join(str(p) for p in removed[:5]))
+    return removed
+
+
+def _interrupted(args: argparse.Namespace | None, argv: list[str]) -> int:
+    command = "dolphin " + shlex.join(argv)
+    note = f"nothing resumable was saved (no output is ever half-written); re-run: {command}"
+    func = getattr(args, "func", None)
+    hook = getattr(sys.modules.get(getattr(func, "__module__", "")), "interrupt_note", None)
+    if callable(hook):
+        try:
+            note = hook(args, command)
+        except Exception as exc:  # the note must never turn an interrupt into a traceback
+            log.debug("interrupt note failed: %s", exc)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"dolphin: interrupted: {note}", file=sys.stderr, flush=True)
+    return INTERRUPTED_EXIT
+
+
+def _broken_pipe() -> int:
+    with contextlib.suppress(OSError, ValueError):  # no real stdout (e.g. captured in tests)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return BROKEN_PIPE_EXIT

@@ -16,9 +16,17 @@ from dolphin.core.io import atomic_write_parquet, atomic_write_text
 Echo = Callable[[str], None]
 
 
+#: A correlation matrix needs two assets; with one, every scan is NaN.
+MIN_SYMBOLS = 2
+
+
 def scan_summary(scans: pd.DataFrame, threshold: float) -> str:
     """The latest scan row and the vel_div distribution, as text."""
-    last = scans.dropna(subset=["vel_div"]).iloc[-1]
+    valid = scans.dropna(subset=["vel_div"])
+    if valid.empty:
+        return (f"no scan has a vel_div yet: {len(scans):,} bars are fewer than the longest "
+                "window needs (no signal, so no trade)")
+    last = valid.iloc[-1]
     vd = scans["vel_div"].dropna()
     days = max((scans["timestamp"].iloc[-1] - scans["timestamp"].iloc[0]).total_seconds()
                / 86_400, 1e-9)
@@ -62,33 +70,46 @@ def metrics_table(metrics: dict, other: dict | None = None) -> str:
 def research_job(bars: Path, config: DolphinConfig, out: Path, *,
                  factors: Path | None = None, echo: Echo = print) -> dict:
     """Load, scan, backtest (default + HELL) and write every artefact under ``out``."""
+    from dolphin.backtest.gates import load_gate
+    from dolphin.backtest.notes import notes_lines
     from dolphin.backtest.output import write_outputs
     from dolphin.backtest.replay import run_replay
     from dolphin.backtest.report import render_report
-    from dolphin.data import align_closes, fill_fraction, infer_bar, load_bars
+    from dolphin.core.errors import BadInputError
+    from dolphin.data import infer_bar, load_bars, real_closes
     from dolphin.features.exf import ExfTable
     from dolphin.scanner import scan_prices
+    from dolphin.scanner.inputs import scanner_input
 
     t0 = time.perf_counter()
     long = load_bars(bars)
-    wide = align_closes(long)
+    symbols = sorted(map(str, long["symbol"].unique()))
+    if len(symbols) < MIN_SYMBOLS:
+        raise BadInputError(
+            f"{len(symbols)} symbol ({', '.join(symbols) or 'none'}); the correlation scan needs "
+            f"at least {MIN_SYMBOLS} symbols", source=str(bars),
+        )
+    wide, real = scanner_input(real_closes(long))  # scans carry REAL closes only
     echo(f"bars {bars}: {long['symbol'].nunique()} symbols, {len(wide):,} bars of "
          f"{infer_bar(long)}, {wide['timestamp'].iloc[0]} -> {wide['timestamp'].iloc[-1]}")
-    scans = scan_prices(wide, config.scanner, fill_fraction=fill_fraction(long, wide),
-                        source=str(bars))
+    scans = scan_prices(wide, config.scanner, real=real, source=str(bars))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(scans, out / "scans.parquet")
     echo(f"scanned in {time.perf_counter() - t0:.1f}s -> {out / 'scans.parquet'}")
     echo(scan_summary(scans, config.alpha.vel_div_threshold))
     exf = ExfTable.from_dir(factors) if factors is not None else ExfTable.empty()
-    main = run_replay(scans, config, exf=exf, hell=False, source=str(out / "scans.parquet"))
-    hell = run_replay(scans, config, exf=exf, hell=True, source=str(out / "scans.parquet"))
+    gate = load_gate(config)  # the MC-Forewarner is on every production path (Bible §12)
+    main = run_replay(scans, config, exf=exf, hell=False, source=str(out / "scans.parquet"),
+                      mc_gate=gate)
+    hell = run_replay(scans, config, exf=exf, hell=True, source=str(out / "scans.parquet"),
+                      mc_gate=gate)
     bt = out / "backtest"
     write_outputs(main, bt)
     report = bt / "report.html"
     atomic_write_text(report, render_report(main, label="default friction", other=hell,
                                             other_label="HELL friction"))
     echo(metrics_table(main.metrics, hell.metrics))
+    echo("\n".join(notes_lines(main.metrics)))
     absent = _absent_factors(exf, scans)
     if absent:
         echo(f"ACB factors absent on these dates (counted as no signal): {', '.join(absent)}")

@@ -17,7 +17,7 @@ from tests.kit.paths import SAMPLE, require
 def test_paper_session_trades_and_exits_cleanly(tmp_path):
     bars = require(SAMPLE / "bars_1m_sample.parquet")
     cmd = [sys.executable, "-m", "dolphin", "paper", "--replay", str(bars), "--speed", "6000",
-           "--duration", "12", "--log-dir", str(tmp_path)]
+           "--duration", "12", "--log-dir", str(tmp_path), "--unsupervised"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
@@ -32,3 +32,17 @@ def test_paper_session_trades_and_exits_cleanly(tmp_path):
     with open(summary["settings_file"]) as fh:
         settings = json.load(fh)
     assert settings["config"]["alpha"]["use_sp_fees"] is False
+
+
+def test_paper_session_without_a_posture_source_reads_turtle_and_never_enters(tmp_path):
+    bars = require(SAMPLE / "bars_1m_sample.parquet")
+    cmd = [sys.executable, "-m", "dolphin", "paper", "--replay", str(bars), "--speed", "6000",
+           "--duration", "8", "--log-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert any("reads TURTLE" in ln for ln in lines)
+    assert any("posture=TURTLE" in ln for ln in lines)
+    assert not any("posture=APEX" in ln for ln in lines)
+    summary = json.loads(next(ln for ln in lines if ln.startswith("session "))[8:])
+    assert summary["trades"] == 0 and summary["orders"] == 0

@@ -42,10 +42,13 @@ def grid_path(tmp_path_factory):
 
 def test_sweep_rows_match_dolphin_backtest(scans_path, grid_path, tmp_path, capsys):
     out = tmp_path / "sweep.parquet"
+    # the sweep applies the forewarner only when asked; the backtest applies it by default
     assert main(["sweep", "--scans", str(scans_path), "--grid", str(grid_path),
-                 "--out", str(out), "--workers", "2", "--no-progress"]) == 0  # fmt: skip
+                 "--out", str(out), "--workers", "2", "--no-progress",
+                 "--forewarner"]) == 0  # fmt: skip
     df = pd.read_parquet(out)
     assert len(df) == 16
+    assert (df["forewarner"] != "off").all()
     assert out.with_suffix(".html").read_text().count("<svg") >= 6  # one heatmap per pair
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["best_by_dsr"]["config_id"] in set(df["config_id"])
@@ -60,6 +63,7 @@ def test_sweep_rows_match_dolphin_backtest(scans_path, grid_path, tmp_path, caps
         assert metrics["config_id"] == row["config_id"]
         assert metrics["trades_sha256"] == row["trades_sha256"]
         assert metrics["roi"] == row["roi"]
+        assert metrics["forewarner"] == row["forewarner"]
 
 
 def test_killed_sweep_resumes(scans_path, tmp_path):

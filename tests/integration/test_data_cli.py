@@ -59,6 +59,23 @@ def test_align_with_bar_and_symbols_on_the_sample(tmp_path):
     assert not np.isnan(wide[["ETHUSDT", "BTCUSDT"]].to_numpy()).any()
 
 
+def test_align_writes_real_closes_or_with_fill_limit_the_filled_matrix(tmp_path, capsys):
+    bars = long_bars(periods=8, lives={"AAAUSDT": (0, 3)}, drop={"BBBUSDT": [5]})
+    src = write_long_parquet(tmp_path / "b.parquet", bars)
+    out = tmp_path / "w.parquet"
+    assert main(["data", "align", str(src), "--out", str(out)]) == 0
+    assert "real closes" in capsys.readouterr().out
+    wide = read_wide(out)
+    nan = np.nan
+    np.testing.assert_array_equal(wide["AAAUSDT"], [100, 101, 102, 103, nan, nan, nan, nan])
+    np.testing.assert_array_equal(wide["BBBUSDT"], [200, 201, 202, 203, 204, nan, 206, 207])
+    assert main(["data", "align", str(src), "--fill-limit", "2m", "--out", str(out)]) == 0
+    assert "filled for at most 2m" in capsys.readouterr().out
+    wide = read_wide(out)
+    np.testing.assert_array_equal(wide["AAAUSDT"], [100, 101, 102, 103, 103, 103, nan, nan])
+    np.testing.assert_array_equal(wide["BBBUSDT"], [200, 201, 202, 203, 204, 204, 206, 207])
+
+
 def test_bad_price_exits_non_zero_names_file_and_writes_nothing(tmp_path, capsys):
     bars = long_bars(periods=5)
     bars.loc[2, "close"] = -7.0

@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from dolphin.cli import main
+from tests.kit.builders import long_bars, write_long_parquet
 from tests.kit.paths import SAMPLE
 
 BARS = SAMPLE / "bars_1m_sample.parquet"
@@ -35,12 +37,40 @@ def test_workers_give_byte_identical_output(sample_scans, tmp_path):
 
 
 def test_aligned_wide_input_gives_the_same_scans(sample_scans, tmp_path):
+    # `data align` writes real closes (NaN = no bar), so even data_gap is the same now.
     wide = tmp_path / "wide.parquet"
     assert main(["data", "align", str(BARS), "--out", str(wide)]) == 0
     out = tmp_path / "from_wide.parquet"
     assert main(["scan", "--bars", str(wide), "--out", str(out)]) == 0
-    a, b = pd.read_parquet(sample_scans), pd.read_parquet(out)
-    pd.testing.assert_frame_equal(a.drop(columns="data_gap"), b.drop(columns="data_gap"))
+    pd.testing.assert_frame_equal(pd.read_parquet(sample_scans), pd.read_parquet(out))
+
+
+def _ending_early(tmp_path):
+    bars = long_bars(["AAAUSDT", "BBBUSDT", "CCCUSDT"], periods=40,
+                     lives={"CCCUSDT": (0, 19)}, drop={"AAAUSDT": [10, 11]})
+    rng = np.random.default_rng(0)  # non-flat returns so the windows have assets
+    bars["close"] = bars["close"] * np.exp(rng.normal(0, 1e-3, len(bars)))
+    return write_long_parquet(tmp_path / "early.parquet", bars)
+
+
+def test_scan_writes_real_closes_and_honours_the_fill_limit(tmp_path):
+    src, out = _ending_early(tmp_path), tmp_path / "s.parquet"
+    assert main(["scan", "--bars", str(src), "--windows", "3,5", "--fill-limit", "5m",
+                 "--out", str(out)]) == 0
+    scans = pd.read_parquet(out)
+    assert scans["CCCUSDT"].iloc[20:].isna().all() and scans["CCCUSDT"].iloc[:20].notna().all()
+    assert scans["AAAUSDT"].iloc[10:12].isna().all()
+    assert scans["n_assets"].iloc[24] == 3 and scans["n_assets"].iloc[25] == 2  # 19 + 5 bars
+    default = tmp_path / "d.parquet"
+    assert main(["scan", "--bars", str(src), "--windows", "3,5", "--out", str(default)]) == 0
+    assert (pd.read_parquet(default)["n_assets"] == 3).all()  # one day covers the whole file
+
+
+def test_bad_fill_limit_is_a_one_line_error(tmp_path, capsys):
+    src = _ending_early(tmp_path)
+    assert main(["scan", "--bars", str(src), "--fill-limit", "soon",
+                 "--out", str(tmp_path / "s.parquet")]) == 2
+    assert "fill_limit" in capsys.readouterr().err
 
 
 def test_custom_windows(tmp_path):

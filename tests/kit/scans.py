@@ -73,15 +73,20 @@ def random_scans(
     return build_scans(dict(zip(names, closes.T, strict=True)), vd, start=start)
 
 
-def spot_2021_scans(start: str, end: str, config=None) -> pd.DataFrame:
-    """Production-scanner scans of the shared 2021-04 spot 1m set between ``start`` (inclusive)
-    and ``end`` (exclusive), closes pivoted and forward filled."""
+def spot_2021_scans(start: str, end: str, config=None, *, fill_limit=None) -> pd.DataFrame:
+    """Return production-scanner scans of the shared 2021-04 spot 1m set between ``start``
+    (inclusive) and ``end`` (exclusive), made the way ``dolphin scan`` makes them: the real
+    closes of the bars (NaN where a symbol has no bar), the causal fill (``fill_limit``, default
+    ``dolphin.data.DEFAULT_FILL_LIMIT``) for the kernel, and real closes in the close columns."""
     from dolphin.core.config import ScannerConfig
+    from dolphin.data import DEFAULT_FILL_LIMIT, real_closes
+    from dolphin.scanner.inputs import scanner_input
     from dolphin.scanner.scanner import scan_prices
     from tests.kit.paths import SPOT_1M_2021, require
 
-    bars = pd.read_parquet(require(SPOT_1M_2021), columns=["timestamp", "symbol", "close"])
-    bars = bars[(bars["timestamp"] >= start) & (bars["timestamp"] < end)]
-    wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index().ffill()
-    wide.columns = wide.columns.astype(str)
-    return scan_prices(wide.reset_index(), config or ScannerConfig())
+    lo, hi = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
+    bars = pd.read_parquet(
+        require(SPOT_1M_2021), filters=[("timestamp", ">=", lo), ("timestamp", "<", hi)]
+    )
+    prices, real = scanner_input(real_closes(bars), fill_limit=fill_limit or DEFAULT_FILL_LIMIT)
+    return scan_prices(prices, config or ScannerConfig(), real=real)

@@ -26,7 +26,11 @@ from dolphin.alpha.step_nb import close_position_nb, last_price_nb, run_bars_nb,
 from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import HaltTradingError
 from dolphin.core.records import EXIT_END_OF_DATA, POSTURES, TRADE_DTYPE, empty_trades
+from dolphin.features.funding import FundingEvents
 from dolphin.risk.acb import AcbDay
+
+_NO_ASSET = np.zeros(0, dtype=np.int64)
+_NO_RATE = np.zeros(0)
 
 #: §7.3: a mid-day ACB drop from >= 1.25 to < 1.10 forces an exit (threshold not backtested).
 SUBDAY_FROM = 1.25
@@ -197,9 +201,15 @@ class NDAlphaEngine:
         *,
         data_gap: bool = False,
         vol_ok: bool = True,
+        funding: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """Run one bar through the kernel; return the trades closed on it (0 or 1 records)."""
+        """Run one bar through the kernel; return the trades closed on it (0 or 1 records).
+
+        ``prices`` holds the bar's REAL closes (NaN where an asset has none: no trade on it);
+        ``funding`` is the bar's ``(asset index, rate)`` funding events (``FundingEvents.bar``).
+        """
         per_asset, macro, has_ob = self._ob_row(ts_ns)
+        f_asset, f_rate = funding if funding is not None else (_NO_ASSET, _NO_RATE)
         n0 = int(self.state[lay.S_N_TRADES])
         status = step_bar_nb(
             self.state,
@@ -216,6 +226,8 @@ class NDAlphaEngine:
             per_asset,
             macro,
             has_ob,
+            np.ascontiguousarray(f_asset, dtype=np.int64),
+            np.ascontiguousarray(f_rate, dtype=np.float64),
         )
         self._check(status)
         return self._drain(n0)
@@ -228,9 +240,14 @@ class NDAlphaEngine:
         prices: np.ndarray,
         data_gap: np.ndarray,
         vol_ok: np.ndarray,
+        funding: FundingEvents | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Run many bars in one numba loop (replay). Returns per-bar equity and exposure."""
+        """Run many bars in one numba loop (replay). Returns per-bar equity and exposure.
+
+        ``funding`` holds these bars' events, re-based to the first of them (``slice``).
+        """
         n = len(ts_ns)
+        fund = funding if funding is not None else FundingEvents.none(n)
         if self.ob_engine is not None:
             rows = [self._ob_row(int(t)) for t in ts_ns]
             ob_asset = np.stack([r[0] for r in rows])
@@ -257,6 +274,9 @@ class NDAlphaEngine:
             ob_asset,
             ob_macro,
             self.ob_engine is not None,
+            fund.asset,
+            fund.rate,
+            fund.lo,
             equity,
             in_pos,
         )
@@ -267,8 +287,17 @@ class NDAlphaEngine:
         self.state[lay.S_N_TRADES] = 0
         return equity, in_pos
 
+    def last_price(self, asset: int) -> float:
+        """Return the asset's last real close (NaN before its first): what positions mark at."""
+        return float(last_price_nb(self.hist, self.hist_n, int(asset)))
+
+    @property
+    def funding_accrued(self) -> float:
+        """Funding the open position has paid so far (0 when flat; negative: received)."""
+        return float(self.state[lay.S_POS_FUNDING]) if self.in_position else 0.0
+
     def close_open_position(self, bar_idx: int, ts_ns: int) -> np.ndarray:
-        """Close any open position at its last price with reason END_OF_DATA."""
+        """Close any open position at its last real close with reason END_OF_DATA."""
         if not self.in_position:
             return np.zeros(0, dtype=TRADE_DTYPE)
         price = last_price_nb(self.hist, self.hist_n, int(self.state[lay.S_POS_ASSET]))

@@ -51,17 +51,9 @@ from dolphin.core.config import AlphaConfig
     P_GAP_WINDOW,
     P_IRP_WINDOW,
     P_BUCKET_MIN_TRADES,
+    P_DATA_END_BARS,
     N_PARAMS,
-) = range(39)
-
-#: Bible §5.1: IRP looks at the last 50 bars. DESIGN.md: no entry while the 50-bar window spans a
-#: flagged data gap. §6.4 gives no minimum sample for the bucket win rate: we require 5 trades.
-IRP_WINDOW = 50
-GAP_WINDOW = 50
-BUCKET_MIN_TRADES = 5
-#: The Bible's HELL test (issue 4): entries fill with p = 0.48, maker exits with p = 0.35.
-HELL_ENTRY_FILL = 0.48
-HELL_MAKER_EXIT_FILL = 0.35
+) = range(40)
 
 # ---------------------------------------------------------------- state vector
 (
@@ -98,8 +90,9 @@ HELL_MAKER_EXIT_FILL = 0.35
     S_VD_N,
     S_STREAK_N,
     S_FALLBACK_ASSET,
-) = range(33)
-S_VD_RING = 33  # 16 slots of vel_div history (§6.4 trend needs 10)
+    S_POS_FUNDING,
+) = range(34)
+S_VD_RING = 34  # 16 slots of vel_div history (§6.4 trend needs 10)
 VD_RING = 16
 S_BUCKET_WINS = S_VD_RING + VD_RING  # 4 slots
 S_BUCKET_TRADES = S_BUCKET_WINS + 4  # 4 slots
@@ -108,6 +101,11 @@ N_STATE = S_STREAK_RING + 5
 
 #: Price-history ring length per asset: ≥ IRP window and ≥ DC lookback + 1.
 HIST_LEN = 64
+#: Column of the history array after the ring: the asset's push count at its last REAL close
+#: (DESIGN.md "No price, no trade"). A bar without a real close pushes the previous price again
+#: (a zero return, as the scanner counts a filled bar) and leaves this column alone, so
+#: ``hist_n - hist[:, H_LAST_REAL]`` is the number of bars since the asset's last real close.
+H_LAST_REAL = HIST_LEN
 
 # OB inputs per asset and per market (Bible §9.1–§9.3).
 OB_IMBALANCE, OB_PERSISTENCE, OB_WITHDRAWAL, OB_DEPTH_QUALITY, OB_FILL_PROB = range(5)
@@ -161,13 +159,16 @@ def build_params(
     p[P_LOOKBACK] = alpha.lookback
     p[P_SEED] = alpha.seed
     p[P_HELL] = hell
-    p[P_HELL_ENTRY_FILL] = HELL_ENTRY_FILL
-    p[P_HELL_MAKER_EXIT_FILL] = HELL_MAKER_EXIT_FILL
-    p[P_GAP_WINDOW] = GAP_WINDOW
-    p[P_IRP_WINDOW] = IRP_WINDOW
-    p[P_BUCKET_MIN_TRADES] = BUCKET_MIN_TRADES
+    p[P_HELL_ENTRY_FILL] = alpha.hell_entry_fill
+    p[P_HELL_MAKER_EXIT_FILL] = alpha.hell_maker_exit_fill
+    p[P_GAP_WINDOW] = alpha.gap_window_bars
+    p[P_IRP_WINDOW] = alpha.irp_window_bars
+    p[P_BUCKET_MIN_TRADES] = alpha.bucket_min_trades
+    p[P_DATA_END_BARS] = alpha.data_end_bars or alpha.max_hold_bars
     if alpha.dc_lookback_bars + 1 > HIST_LEN:
         raise ValueError(f"dc_lookback_bars must be < {HIST_LEN}, got {alpha.dc_lookback_bars}")
+    if alpha.irp_window_bars > HIST_LEN:
+        raise ValueError(f"irp_window_bars must be <= {HIST_LEN}, got {alpha.irp_window_bars}")
     return p
 
 
@@ -185,5 +186,7 @@ def new_state(initial_capital: float) -> np.ndarray:
 
 
 def new_histories(n_assets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the per-asset price ring buffers and their counts."""
-    return np.full((n_assets, HIST_LEN), np.nan), np.zeros(n_assets, dtype=np.int64)
+    """Return the per-asset price ring buffers (plus the ``H_LAST_REAL`` column) and counts."""
+    hist = np.full((n_assets, HIST_LEN + 1), np.nan)
+    hist[:, H_LAST_REAL] = 0.0
+    return hist, np.zeros(n_assets, dtype=np.int64)

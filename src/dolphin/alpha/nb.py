@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from dolphin.alpha.layout import H_LAST_REAL, HIST_LEN
+
 # §4.2 direction-confirmation results.
 DC_NEUTRAL = 0
 DC_CONFIRM = 1
@@ -347,7 +349,7 @@ def ob_ars_adjust_nb(ars, depth_quality):
 @njit(cache=True)
 def segment_pct_nb(hist, hist_n, asset, window, out):
     """Copy the asset's last ``window`` ring-buffer prices into ``out`` in percent of the first."""
-    h = hist.shape[1]
+    h = HIST_LEN
     start = hist_n[asset] - window
     p0 = hist[asset, start % h]
     for k in range(window):
@@ -355,13 +357,34 @@ def segment_pct_nb(hist, hist_n, asset, window, out):
 
 
 @njit(cache=True)
+def irp_choice_nb(seg, direction):
+    """Return (ARS, action, alignment) of a segment, or ARS = −inf when a gate drops it (§5.4).
+
+    The direct and the inverse direction are scored and the one with the higher ARS is taken
+    (the direct one on a tie); only then do the filter gates (noise > 500, latency > 20,
+    alignment < 0.20) judge that direction: a gated best direction is not replaced by the other.
+    """
+    eff, al, noise, lat, _, _ = compute_irp_nb(seg, direction)
+    best = compute_ars_nb(eff, al, noise)
+    act, b_al, b_noise, b_lat = direction, al, noise, lat
+    eff, al, noise, lat, _, _ = compute_irp_nb(seg, -direction)
+    score = compute_ars_nb(eff, al, noise)
+    if score > best:
+        best, act, b_al, b_noise, b_lat = score, -direction, al, noise, lat
+    if b_noise > 500.0 or b_lat > 20 or b_al < 0.20:
+        return -np.inf, act, b_al
+    return best, act, b_al
+
+
+@njit(cache=True)
 def rank_assets_irp_nb(hist, hist_n, window, direction, depth_quality, has_ob):
     """Rank assets by ARS, best first (Bible §5.4).
 
-    Each asset with ``window`` prices is scored in the direct and the inverse direction and keeps
-    the better; the filter gates (noise > 500, latency > 20, alignment < 0.20) drop it. Returns
-    ``(order, n_valid, ars, action, alignment)``: ``order[:n_valid]`` are asset indices sorted by
-    ARS descending (ties keep the lower index first), ``action`` is the chosen direction.
+    Only assets with a real close on this bar (``H_LAST_REAL``, DESIGN.md "No price, no trade")
+    and ``window`` prices are scored, by ``irp_choice_nb``; OB sub-1 then adjusts the ARS before
+    sorting. Returns ``(order, n_valid, ars, action, alignment)``: ``order[:n_valid]`` are asset
+    indices sorted by ARS descending (ties keep the lower index first), ``action`` is the chosen
+    direction.
     """
     n_assets = hist.shape[0]
     ars = np.full(n_assets, -np.inf)
@@ -371,24 +394,14 @@ def rank_assets_irp_nb(hist, hist_n, window, direction, depth_quality, has_ob):
     seg = np.empty(window)
     n_valid = 0
     for a in range(n_assets):
-        if hist_n[a] < window:
+        if hist_n[a] < window or hist[a, H_LAST_REAL] != hist_n[a]:
             continue
         segment_pct_nb(hist, hist_n, a, window, seg)
-        best = -np.inf
-        for sgn in (1, -1):
-            d = direction * sgn
-            eff, al, noise, lat, _, _ = compute_irp_nb(seg, d)
-            score = compute_ars_nb(eff, al, noise)
-            if noise > 500.0 or lat > 20 or al < 0.20:
-                continue
-            if has_ob:
-                score = ob_ars_adjust_nb(score, depth_quality[a])
-            if score > best:
-                best = score
-                action[a] = d
-                align[a] = al
+        best, action[a], align[a] = irp_choice_nb(seg, direction)
         if best == -np.inf:
             continue
+        if has_ob:
+            best = ob_ars_adjust_nb(best, depth_quality[a])
         ars[a] = best
         # insertion sort, descending, stable
         j = n_valid

@@ -22,6 +22,7 @@ from numba import njit
 
 from dolphin.alpha import nb
 from dolphin.alpha.layout import (
+    H_LAST_REAL,
     HIST_LEN,
     OB_CASCADE,
     OB_DEPTH_QUALITY,
@@ -34,6 +35,7 @@ from dolphin.alpha.layout import (
     P_ABS_MAX_LEV,
     P_BUCKET_MIN_TRADES,
     P_CONVEXITY,
+    P_DATA_END_BARS,
     P_DC_LEV_BOOST,
     P_DC_LOOKBACK,
     P_DC_MIN_BPS,
@@ -93,6 +95,7 @@ from dolphin.alpha.layout import (
     S_POS_ENTRY_TS,
     S_POS_FILLP,
     S_POS_FRACTION,
+    S_POS_FUNDING,
     S_POS_LEV,
     S_POS_NOTIONAL,
     S_POS_OPEN,
@@ -113,6 +116,7 @@ from dolphin.alpha.layout import (
 POSTURE_STALKER = 1
 POSTURE_HIBERNATE = 3
 EXIT_STOP_LOSS = 1
+EXIT_DATA_END = 6  # core.records.EXIT_DATA_END
 
 
 @njit(cache=True, inline="always")
@@ -133,20 +137,67 @@ def signal_space_nb(st, params, vel_div):
 
 @njit(cache=True, inline="always")
 def push_histories_nb(hist, hist_n, prices):
-    """Append every valid price to its asset's ring buffer (Bible §13.1: prices > 0 only)."""
+    """Append the bar to every asset's ring buffer (DESIGN.md "No price, no trade").
+
+    A real close (finite, > 0: Bible §13.1 "if row[col] > 0") is appended and recorded as the
+    asset's last real one (``H_LAST_REAL``). An asset without a real close on the bar repeats
+    its previous price (a zero return, as the scanner counts a filled bar) once it has one, so
+    the history window keeps its bar spacing; the repeat is never a real close.
+    """
     for a in range(prices.shape[0]):
         p = prices[a]
+        n = hist_n[a]
         if p > 0.0 and not math.isinf(p):
-            hist[a, hist_n[a] % HIST_LEN] = p
-            hist_n[a] += 1
+            hist[a, n % HIST_LEN] = p
+            hist_n[a] = n + 1
+            hist[a, H_LAST_REAL] = n + 1
+        elif n > 0:
+            hist[a, n % HIST_LEN] = hist[a, (n - 1) % HIST_LEN]
+            hist_n[a] = n + 1
 
 
 @njit(cache=True, inline="always")
 def last_price_nb(hist, hist_n, a):
-    """Return the asset's latest price, NaN before its first one."""
+    """Return the asset's last real close, NaN before its first one."""
     if hist_n[a] == 0:
         return np.nan
     return hist[a, (hist_n[a] - 1) % HIST_LEN]
+
+
+@njit(cache=True, inline="always")
+def bars_since_real_nb(hist, hist_n, a):
+    """Return the bars since the asset's last real close: 0 when this bar's close is real."""
+    if hist_n[a] == 0:
+        return 1 << 30
+    return hist_n[a] - int(hist[a, H_LAST_REAL])
+
+
+@njit(cache=True, inline="always")
+def funding_payment_nb(d, rate, notional, entry, price):
+    """Return what a position pays at a funding time: direction × rate × qty × price.
+
+    A long pays a positive rate, a short receives it; the quantity is the entry notional over
+    the entry price and the price is the asset's last real close at the funding time.
+    """
+    return d * rate * (notional / entry) * price
+
+
+@njit(cache=True, inline="always")
+def accrue_funding_nb(st, hist, hist_n, f_asset, f_rate, k0, k1):
+    """Accrue the funding events ``k0..k1`` of this bar on the open position (if its asset).
+
+    Called before the bar's exits: a position pays every funding time F with entry < F <= exit
+    (it was opened on an earlier bar, so it was open at F).
+    """
+    if st[S_POS_OPEN] == 0.0:
+        return
+    a = int(st[S_POS_ASSET])
+    for k in range(k0, k1):
+        if f_asset[k] == a and f_rate[k] == f_rate[k]:
+            st[S_POS_FUNDING] += funding_payment_nb(
+                st[S_POS_DIR], f_rate[k], st[S_POS_NOTIONAL], st[S_POS_ENTRY_PRICE],
+                last_price_nb(hist, hist_n, a),
+            )  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -225,7 +276,8 @@ def close_position_nb(st, trades, params, bar_idx, ts, price, reason):
     exit_price = price * (1.0 - d * slip)  # slippage always against the position
     edge = ob_edge_nb(st, params)
     pnl_pct = d * (exit_price - entry) / entry + edge
-    net = pnl_pct * notional - st[S_POS_ENTRY_FEE] - fee
+    funding = st[S_POS_FUNDING]
+    net = pnl_pct * notional - st[S_POS_ENTRY_FEE] - fee - funding
     st[S_CAPITAL] += net
     bucket = int(st[S_POS_BUCKET])
     record_outcome_nb(st, bucket, net)
@@ -249,12 +301,14 @@ def close_position_nb(st, trades, params, bar_idx, ts, price, reason):
     t["entry_fee"] = st[S_POS_ENTRY_FEE]
     t["exit_fee"] = fee
     t["ob_edge_pct"] = edge
+    t["funding"] = funding
     t["pnl_pct"] = pnl_pct
     t["pnl"] = net
     t["capital_after"] = st[S_CAPITAL]
     st[S_N_TRADES] = n + 1
     st[S_TRADE_ID] += 1.0
     st[S_POS_OPEN] = 0.0
+    st[S_POS_FUNDING] = 0.0
     st[S_LAST_EXIT_BAR] = bar_idx
     st[S_PENDING_SUBDAY] = 0.0
     return STATUS_OK
@@ -289,11 +343,19 @@ def exit_reason_at_nb(st, price, bar_idx, tp, sl, max_hold):
 
 @njit(cache=True, inline="always")
 def exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob):
-    """Return ``(reason, price)`` of the §7.1 exits (with the §7.2 OB adjustments); −1 holds."""
+    """Return ``(reason, price)`` of the §7.1 exits (with the §7.2 OB adjustments); −1 holds.
+
+    Exit rules run on real closes only: on a bar without one the position holds (marked at its
+    last real close) until ``data_end_bars`` bars have passed without one, then exits at that
+    close with ``DATA_END`` (causal: it never looks ahead to where the data ends).
+    """
     a = int(st[S_POS_ASSET])
     price = last_price_nb(hist, hist_n, a)
     if not price > 0.0:
         return -1, price
+    gone = bars_since_real_nb(hist, hist_n, a)
+    if gone > 0:
+        return (EXIT_DATA_END if gone >= params[P_DATA_END_BARS] else -1), price
     tp = params[P_TP]
     sl = params[P_STOP]
     mh = int(params[P_MAX_HOLD])
@@ -347,7 +409,7 @@ def pick_asset_nb(st, hist, hist_n, params, ob_asset, has_ob, irp_i, irp_f):
     d = int(st[S_DIRECTION])
     if params[P_USE_IRP] == 0.0:
         a = int(st[S_FALLBACK_ASSET])
-        return a if hist_n[a] > 0 else -1
+        return a if bars_since_real_nb(hist, hist_n, a) == 0 else -1
     dq = ob_asset[:, OB_DEPTH_QUALITY]
     n = hist.shape[0]
     k = 0 if d < 0 else 1
@@ -496,6 +558,7 @@ def try_entry_nb(
     st[S_POS_DQ] = ob_asset[a, OB_DEPTH_QUALITY] if has_ob else -1.0
     st[S_POS_FILLP] = ob_asset[a, OB_FILL_PROB] if has_ob else 0.0
     st[S_POS_POSTURE] = st[S_POSTURE]
+    st[S_POS_FUNDING] = 0.0
     return True
 
 
@@ -515,12 +578,14 @@ def step_bar_nb(
     ob_asset,
     ob_macro,
     has_ob,
+    f_asset,
+    f_rate,
 ):
     """Advance the engine by one bar (Bible §13.1–§13.2). Returns a status code.
 
     Pushes the bar's prices into the histories, then runs ``step_state_nb`` (everything that
-    depends on the parameters). The sweep does the same two steps, the push once per bar for all
-    parameter columns.
+    depends on the parameters) with the bar's funding events ``f_asset``/``f_rate``. The sweep
+    does the same two steps, the push once per bar for all parameter columns.
     """
     push_histories_nb(hist, hist_n, prices)
     irp_i, irp_f = new_irp_cache_nb(hist.shape[0])
@@ -540,6 +605,7 @@ def step_bar_nb(
         has_ob,
         irp_i,
         irp_f,
+        (f_asset, f_rate, 0, f_asset.shape[0]),
     )
 
 
@@ -592,14 +658,17 @@ def act_nb(
     has_ob,
     irp_i,
     irp_f,
+    fund,
 ):
-    """Exit management (always first), then entry when flat and the bar carries a signal.
+    """Funding, exit management (always first), then entry when flat and the bar has a signal.
 
-    The §4.1 gate is tested before the entry call because most bars carry no signal. The ACB
-    scale-2 size multiplier (§10.4) is read only by the entry, from this bar's vel_div, so it is
-    computed on the signal bars only.
+    ``fund = (asset, rate, k0, k1)``: the bar's funding events are ``asset[k0:k1]`` and
+    ``rate[k0:k1]`` (``k0 == k1``: none). The §4.1 gate is tested before the entry call because
+    most bars carry no signal. The ACB scale-2 size multiplier (§10.4) is read only by the entry,
+    from this bar's vel_div, so it is computed on the signal bars only.
     """
     if st[S_POS_OPEN] > 0.0:
+        accrue_funding_nb(st, hist, hist_n, fund[0], fund[1], fund[2], fund[3])
         reason, price = exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob)
         if reason >= 0:
             status = close_position_nb(st, trades, params, bar_idx, ts, price, reason)
@@ -651,13 +720,15 @@ def step_state_nb(
     has_ob,
     irp_i,
     irp_f,
+    fund,
 ):
     """Advance one engine state by one bar whose prices are already in the histories.
 
-    ``advance_bar_nb`` (bar count, gap counter, vel_div history) then ``act_nb`` (exits, then
-    entry). ``irp_i``/``irp_f`` is the bar's IRP ranking cache (``new_irp_cache_nb``), shared by
-    every state stepped on this bar. The sweep runs the same two calls and skips ``act_nb`` where
-    it is a no-op (flat with ``no_signal_nb``, or open with no ``exit_reason_at_nb``).
+    ``advance_bar_nb`` (bar count, gap counter, vel_div history) then ``act_nb`` (funding,
+    exits, then entry). ``irp_i``/``irp_f`` is the bar's IRP ranking cache
+    (``new_irp_cache_nb``), shared by every state stepped on this bar. The sweep runs the same
+    two calls and skips ``act_nb`` where it is a no-op (flat with ``no_signal_nb``, or open with
+    no exit due and no funding event, which ``hold_until_nb`` accrues itself).
     """
     advance_bar_nb(st, vel_div, data_gap)
     return act_nb(
@@ -675,13 +746,15 @@ def step_state_nb(
         has_ob,
         irp_i,
         irp_f,
+        fund,
     )
 
 
 @njit(cache=True, inline="always")
-def position_equity_nb(capital, d, entry, notional, entry_fee, price):
-    """Return capital plus an open position's unrealised PnL at ``price`` less its entry fee."""
-    return capital + (d * (price - entry) / entry * notional - entry_fee)
+def position_equity_nb(capital, d, entry, notional, entry_fee, funding, price):
+    """Return capital plus an open position's unrealised PnL at ``price`` less its entry fee
+    and the funding it has paid so far."""
+    return capital + (d * (price - entry) / entry * notional - entry_fee - funding)
 
 
 @njit(cache=True, inline="always")
@@ -694,6 +767,7 @@ def equity_at_nb(st, price):
             st[S_POS_ENTRY_PRICE],
             st[S_POS_NOTIONAL],
             st[S_POS_ENTRY_FEE],
+            st[S_POS_FUNDING],
             price,
         )
     return st[S_CAPITAL]
@@ -701,7 +775,7 @@ def equity_at_nb(st, price):
 
 @njit(cache=True, inline="always")
 def equity_nb(st, hist, hist_n):
-    """Return mark-to-market equity: capital plus the open position's unrealised PnL less fee."""
+    """Return mark-to-market equity: the open position marked at its last real close."""
     if st[S_POS_OPEN] > 0.0:
         return equity_at_nb(st, last_price_nb(hist, hist_n, int(st[S_POS_ASSET])))
     return st[S_CAPITAL]
@@ -723,6 +797,9 @@ def run_bars_nb(
     ob_asset,
     ob_macro,
     has_ob,
+    f_asset,
+    f_rate,
+    f_lo,
     equity_out,
     in_pos_out,
 ):
@@ -730,6 +807,7 @@ def run_bars_nb(
 
     Returns a status. The IRP cache is allocated once for the loop, not once per bar.
     ``ob_asset``/``ob_macro`` hold one row per bar when ``has_ob``, else one (ignored) row.
+    Row ``t``'s funding events are ``f_asset/f_rate[f_lo[t]:f_lo[t + 1]]``.
     """
     irp_i, irp_f = new_irp_cache_nb(hist.shape[0])
     for t in range(ts.shape[0]):
@@ -752,6 +830,7 @@ def run_bars_nb(
             has_ob,
             irp_i,
             irp_f,
+            (f_asset, f_rate, f_lo[t], f_lo[t + 1]),
         )
         if status != STATUS_OK:
             return status

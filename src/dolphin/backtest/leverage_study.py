@@ -11,6 +11,8 @@ tell more leverage from less (the Bible claims 6.0x).
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +21,33 @@ import pandas as pd
 
 from dolphin.backtest.sweep import SweepData, evaluate
 from dolphin.core.config import DolphinConfig
+from dolphin.core.errors import BadInputError
 
 DEFAULT_LEVELS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0)
+
+
+def check_levels(levels: Sequence[object]) -> list[float]:
+    """Return ``levels`` as floats; raise ``BadInputError`` naming the first bad level.
+
+    Checked up front so a bad level is reported as itself, not as the ``min_leverage`` or
+    ``max_leverage`` it would later be turned into. A level must be a finite number > 0, and
+    levels must be distinct (two equal levels are the same run).
+    """
+    if len(levels) == 0:
+        raise BadInputError("need at least one leverage level", field="levels")
+    out: list[float] = []
+    for level in levels:
+        if isinstance(level, (bool, np.bool_)) or not isinstance(level, numbers.Real):
+            raise BadInputError("leverage level must be a number", field="levels", value=level)
+        value = float(level)
+        if not (math.isfinite(value) and value > 0):
+            raise BadInputError(
+                "leverage level must be a finite number > 0", field="levels", value=level
+            )
+        if value in out:
+            raise BadInputError("leverage level given twice", field="levels", value=level)
+        out.append(value)
+    return out
 
 
 def geometric_growth(r: np.ndarray) -> np.ndarray:
@@ -42,6 +69,7 @@ def leverage_study(
     hell: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return growth per level with its bootstrap band, and the peak and knee levels."""
+    levels = check_levels(levels)
     base = base or DolphinConfig()
     configs = [
         base.replace(

@@ -55,6 +55,7 @@ TRADE_TABLE: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
             "entry_fee",
             "exit_fee",
             "ob_edge_pct",
+            "funding",
             "pnl_pct",
             "pnl",
             "capital_after",

@@ -16,26 +16,43 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from dolphin.backtest import stats
 from dolphin.backtest.sweep import SweepData, evaluate
-from dolphin.core.config import DolphinConfig, resolve_overrides
+from dolphin.core.config import DolphinConfig, read_yaml_file, resolve_overrides
 from dolphin.core.errors import ConfigError
 
 
 def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read and check a search-space YAML."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read space ({exc})") from None
+    data = read_yaml_file(path, "space")
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"{path}: a space is a mapping of parameter -> {{low, high}}|{{choices}}")
     for name, spec in data.items():
         if not isinstance(spec, dict) or not ({"low", "high"} <= set(spec) or "choices" in spec):
             raise ConfigError(f"{path}: {name} needs low/high or choices, got {spec!r}")
+        _check_spec(path, name, spec)
     return data
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _check_spec(path: str | Path, name: str, spec: dict[str, Any]) -> None:
+    """Refuse a range optuna would reject with a traceback: named, with the values."""
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ConfigError(f"{path}: {name}: choices must be a non-empty list")
+        return
+    lo, hi = spec["low"], spec["high"]
+    if not (_number(lo) and _number(hi)):
+        raise ConfigError(f"{path}: {name}: low and high must be finite numbers, "
+                          f"got {lo!r} and {hi!r}")
+    if lo > hi:
+        raise ConfigError(f"{path}: {name}: low ({lo}) is above high ({hi})")
+    if spec.get("log") and lo <= 0:
+        raise ConfigError(f"{path}: {name}: a log range needs low > 0, got {lo}")
 
 
 def _suggest(trial, name: str, spec: dict[str, Any]) -> Any:
@@ -60,6 +77,8 @@ def optimize(
     """Run ``n_trials`` seeded TPE trials; return every trial's row and the summary."""
     import optuna
 
+    if n_trials < 1 or batch < 1:
+        raise ConfigError(f"--trials and --batch must be >= 1, got {n_trials} and {batch}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     rows: list[dict[str, Any]] = []
@@ -71,7 +90,9 @@ def optimize(
             try:
                 configs.append(resolve_overrides(p, base=base, source="space"))
                 ok.append(t)
-            except ConfigError:
+            except ConfigError as exc:
+                if "unknown field" in str(exc):
+                    raise  # a misspelt parameter, not an infeasible point of the space
                 study.tell(t, state=optuna.trial.TrialState.PRUNED)
         for t, p, row in zip(ok, params, evaluate(data, configs, hell=hell), strict=False):
             value = row["sr_daily"] if row["sr_daily"] is not None else -1e9

@@ -13,6 +13,13 @@ bar through the step kernel (``NDAlphaEngine.run_bars``). Decisions:
 - ``survival=True`` attaches the survival controller and the pre-trade gate
   (``dolphin.risk.attach``): the day's bars then run one at a time with a posture per bar, and the
   equity table gains ``rm``, ``posture`` and ``entry_block`` columns.
+- Asset columns hold REAL closes (NaN: no real bar, DESIGN.md "No price, no trade"): the kernel
+  ranks, confirms, enters and exits only on real closes, marks a held position at its last real
+  close and exits it with ``DATA_END`` after ``data_end_bars`` bars without one.
+- ``funding`` (a long ``timestamp, symbol, funding_rate`` frame, ``features.funding``) accrues on
+  open positions in the kernel; without it the metrics say ``funding_modelled: false``.
+- ``mc_gate`` is the day's MC-Forewarner (``risk.mc_models.default_gate``); without one the gate
+  is open and the metrics say ``forewarner: "off"``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dolphin.alpha.interfaces import McGate, ObEngine, PostureProvider
 from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import BadInputError, MissingColumnError
 from dolphin.features.exf import FACTORS, ExfTable
+from dolphin.features.funding import FundingEvents, assets_without_funding, funding_events
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 
 REQUIRED = ("timestamp", "vel_div", "v750_lambda_max_velocity", "data_gap")
@@ -124,7 +132,7 @@ def _trades_frame(rec: np.ndarray, assets: list[str]) -> pd.DataFrame:
     return out
 
 
-def _day_row(summary, acb_day, equity_end: float) -> dict[str, Any]:
+def _day_row(summary, acb_day, equity_end: float, mc_model: str = "off") -> dict[str, Any]:
     row = {
         "date": summary.date,
         "pnl": summary.pnl,
@@ -135,6 +143,7 @@ def _day_row(summary, acb_day, equity_end: float) -> dict[str, Any]:
         "beta": summary.beta,
         "signals": acb_day.signals,
         "mc_status": summary.mc_status,
+        "mc_model_set": mc_model,
         "posture": summary.posture,
         "absent_factors": ",".join(acb_day.absent),
     }
@@ -149,6 +158,111 @@ def _survival(config: DolphinConfig, exf: ExfTable | None, dates: list[str], n: 
     return ReplaySurvival(config, n, with_dvol=with_dvol)
 
 
+def scan_bar_ns(ts: np.ndarray) -> int:
+    """Return the bar length of scan timestamps (ns): their modal step, one minute if unknown."""
+    if len(ts) < 2:
+        return 60_000_000_000
+    steps, counts = np.unique(np.diff(ts), return_counts=True)
+    return int(steps[np.argmax(counts)])
+
+
+def gate_id(mc_gate: McGate | None) -> str:
+    """Return the MC-Forewarner model-set id of a gate, or ``off`` for none."""
+    return str(getattr(mc_gate, "model_id", "off")) if mc_gate is not None else "off"
+
+
+@dataclass
+class ReplayInputs:
+    """The scan arrays every replay driver reads, prepared once."""
+
+    assets: list[str]
+    ts: np.ndarray
+    vd: np.ndarray
+    prices: np.ndarray
+    gap: np.ndarray
+    vol_ok: np.ndarray
+    v750: np.ndarray
+    bounds: np.ndarray
+    dates: dict[int, str]
+    funding: FundingEvents
+
+    @classmethod
+    def of(cls, scans: pd.DataFrame, funding: pd.DataFrame | None, source: str) -> ReplayInputs:
+        """Validate ``scans`` and return its arrays, UTC day bounds and funding events."""
+        assets = validate_scans(scans, source)
+        ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        day_no = ts // 86_400_000_000_000  # UTC day number; strftime on every row is slow
+        bounds = np.flatnonzero(np.r_[True, day_no[1:] != day_no[:-1], True])
+        vol_ok = (
+            scans["vol_regime_ok"].to_numpy(dtype=np.bool_)
+            if "vol_regime_ok" in scans
+            else np.ones(len(scans), dtype=np.bool_)
+        )
+        return cls(
+            assets=assets,
+            ts=ts,
+            vd=scans["vel_div"].to_numpy(dtype=np.float64),
+            prices=np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64)),
+            gap=scans["data_gap"].to_numpy(dtype=np.bool_),
+            vol_ok=vol_ok,
+            v750=scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64),
+            bounds=bounds,
+            dates={int(lo): str(scans["timestamp"].iloc[lo].date()) for lo in bounds[:-1]},
+            funding=funding_events(funding, ts, scan_bar_ns(ts), assets),
+        )
+
+
+def _run_days(engine, acb, data: ReplayInputs, guard, equity, in_pos, mc_model: str) -> list:
+    days = []
+    n = len(data.ts)
+    for lo, hi in itertools.pairwise(data.bounds):
+        lo, hi = int(lo), int(hi)
+        acb_day = acb.day(data.dates[lo])
+        fund = data.funding.slice(lo, hi)
+        bars = (data.ts[lo:hi], data.vd[lo:hi], data.prices[lo:hi], data.gap[lo:hi],
+                data.vol_ok[lo:hi])
+        if guard is None:
+            engine.begin_day(data.dates[lo], acb=acb_day)
+            equity[lo:hi], in_pos[lo:hi] = engine.run_bars(lo, *bars, funding=fund)
+        else:
+            engine.begin_day(data.dates[lo], acb=acb_day, posture=guard.controller.posture)
+            equity[lo:hi], in_pos[lo:hi] = guard.run_day(
+                engine, lo, bars, fund, acb_day.factors.get("dvol_btc", np.nan)
+            )
+        if hi == n and engine.in_position:
+            engine.close_open_position(hi - 1, int(data.ts[hi - 1]))
+            equity[hi - 1] = engine.capital
+        day_v750 = data.v750[lo:hi][np.isfinite(data.v750[lo:hi])]
+        if day_v750.size:
+            acb.observe_w750(float(np.median(day_v750)))
+        days.append(_day_row(engine.end_day(), acb_day, float(equity[hi - 1]), mc_model))
+    return days
+
+
+def run_notes_metrics(
+    trades: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    mc_gate,
+    scans: pd.DataFrame,
+    config: DolphinConfig,
+) -> dict[str, Any]:
+    """Return the metrics fields that say what the run modelled (funding, forewarner) and
+    what its reader must know (bar size, durations, warnings: ``backtest.notes``)."""
+    from dolphin.backtest.notes import describe_run
+
+    assets = asset_columns(scans)
+    traded = sorted(set(trades["asset"])) if len(trades) else []
+    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    prices = scans[assets].to_numpy(dtype=np.float64)
+    return {
+        "funding_modelled": funding is not None,
+        "funding_paid": float(trades["funding"].sum()) if funding is not None else None,
+        "funding_missing_assets": ",".join(assets_without_funding(funding, assets, traded)),
+        "forewarner": gate_id(mc_gate),
+        **describe_run(ts, prices, config, trades),
+    }
+
+
 def run_replay(
     scans: pd.DataFrame,
     config: DolphinConfig,
@@ -160,62 +274,27 @@ def run_replay(
     ob_engine: ObEngine | None = None,
     source: str = "scans",
     survival: bool = False,
+    funding: pd.DataFrame | None = None,
 ) -> ReplayResult:
     """Replay ``scans`` through the engine and return trades, equity, daily table and metrics."""
     from dolphin.backtest.metrics import compute_metrics
 
-    assets = validate_scans(scans, source)
+    data = ReplayInputs.of(scans, funding, source)
     engine = NDAlphaEngine(
         config,
-        assets,
+        data.assets,
         hell=hell,
         posture_provider=posture_provider,
         mc_gate=mc_gate,
         ob_engine=ob_engine,
     )
     acb = AdaptiveCircuitBreaker(config.acb, exf)
-    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    vd = scans["vel_div"].to_numpy(dtype=np.float64)
-    prices = np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64))
-    gap = scans["data_gap"].to_numpy(dtype=np.bool_)
-    vol_ok = (
-        scans["vol_regime_ok"].to_numpy(dtype=np.bool_)
-        if "vol_regime_ok" in scans
-        else np.ones(len(scans), dtype=np.bool_)
-    )
-    v750 = scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64)
-    day_no = ts // 86_400_000_000_000  # UTC day number; strftime on every row is far slower
-    bounds = np.flatnonzero(np.r_[True, day_no[1:] != day_no[:-1], True])
-    dates = {int(lo): str(scans["timestamp"].iloc[lo].date()) for lo in bounds[:-1]}
     equity = np.empty(len(scans))
     in_pos = np.zeros(len(scans), dtype=np.bool_)
-    guard = _survival(config, exf, list(dates.values()), len(scans)) if survival else None
-    days = []
-    for lo, hi in itertools.pairwise(bounds):
-        acb_day = acb.day(dates[int(lo)])
-        if guard is None:
-            engine.begin_day(dates[int(lo)], acb=acb_day)
-            equity[lo:hi], in_pos[lo:hi] = engine.run_bars(
-                int(lo), ts[lo:hi], vd[lo:hi], prices[lo:hi], gap[lo:hi], vol_ok[lo:hi]
-            )
-        else:
-            engine.begin_day(dates[int(lo)], acb=acb_day, posture=guard.controller.posture)
-            equity[lo:hi], in_pos[lo:hi] = guard.run_day(
-                engine,
-                int(lo),
-                int(hi),
-                (ts, vd, prices, gap, vol_ok),
-                acb_day.factors.get("dvol_btc", np.nan),
-            )
-        if hi == len(scans) and engine.in_position:
-            engine.close_open_position(hi - 1, int(ts[hi - 1]))
-            equity[hi - 1] = engine.capital
-        day_v750 = v750[lo:hi][np.isfinite(v750[lo:hi])]
-        if day_v750.size:
-            acb.observe_w750(float(np.median(day_v750)))
-        days.append(_day_row(engine.end_day(), acb_day, float(equity[hi - 1])))
+    guard = _survival(config, exf, list(data.dates.values()), len(scans)) if survival else None
+    days = _run_days(engine, acb, data, guard, equity, in_pos, gate_id(mc_gate))
     rec = engine.trades
-    trades = _trades_frame(rec, assets)
+    trades = _trades_frame(rec, data.assets)
     equity_df = pd.DataFrame(
         {
             "timestamp": scans["timestamp"].reset_index(drop=True),
@@ -230,4 +309,5 @@ def run_replay(
     metrics = compute_metrics(
         trades, equity_df, daily, initial_capital=config.alpha.initial_capital, config_id=config.id
     )
+    metrics.update(run_notes_metrics(trades, funding, mc_gate, scans, config))
     return ReplayResult(trades, equity_df, daily, metrics, rec)

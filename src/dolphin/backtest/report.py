@@ -24,6 +24,7 @@ METRIC_ROWS = (
     "max_drawdown",
     "win_rate",
     "trades",
+    "funding_paid",
     "avg_hold_bars",
     "exposure",
     "final_capital",
@@ -38,6 +39,13 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:,.4f}"
     return html.escape(str(v))
+
+
+def _cell(metrics: dict, row: str) -> str:
+    """Return a metrics-table cell; funding reads "not modelled" when no funding file was given."""
+    if row == "funding_paid" and not metrics.get("funding_modelled"):
+        return "funding not modelled"
+    return _fmt(metrics.get(row))
 
 
 def _scale(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -126,7 +134,7 @@ def render_report(
     mt = pd.DataFrame(
         {
             "metric": METRIC_ROWS,
-            **{k: [_fmt(m.get(r)) for r in METRIC_ROWS] for k, m in cols.items()},
+            **{k: [_cell(m, r) for r in METRIC_ROWS] for k, m in cols.items()},
         }
     )
     eq = result.equity["equity"].to_numpy(dtype=float)
@@ -135,8 +143,12 @@ def render_report(
     t = result.trades
     hist, edges = np.histogram(t["pnl"], bins=30) if len(t) else (np.array([]), np.array([0.0]))
     lev = t.assign(leverage_band=pd.cut(t["leverage"], [0, 1, 2, 3, 4, 5, 6.01]).astype(str))
+    from dolphin.backtest.notes import notes_lines
+
+    notes = "".join(f"<li>{html.escape(x)}</li>" for x in notes_lines(result.metrics))
     sections = [
         ("Metrics", mt.to_html(index=False, border=0, escape=False)),
+        ("What this run modelled", f"<ul class='notes'>{notes}</ul>"),
         ("Equity (mark to market)", line_svg(eq)),
         ("Drawdown", line_svg(dd, "#d62728")),
         ("Daily PnL", bars_svg(result.daily["pnl"], list(result.daily["date"]))),

@@ -7,8 +7,10 @@ on the bars where they can act) and turns the columns into the replay's ``metric
 The driver with work directory, resume and worker processes is ``sweep_run.py``.
 
 Decisions where issue 5 is silent:
-- The sweep runs what ``dolphin backtest`` runs by default: MC gate open, APEX posture, no OB
-  engine, ACB factors from ``--factors`` (none: boost 1) and the chosen friction.
+- The sweep runs what ``dolphin backtest`` runs: APEX posture, no OB engine, ACB factors from
+  ``--factors`` (none: boost 1), funding from ``--funding`` (none: not modelled), the chosen
+  friction and, when ``SweepData.forewarner`` holds a model set, the MC-Forewarner day gate
+  (each column's days assessed at ``max_leverage × the day's boost``; RED halts, ORANGE halves).
 - The ACB verdict per day depends on the ACB section and the scans only; it is computed once per
   distinct ACB config with the replay's own ``AdaptiveCircuitBreaker``.
 - A column's trade buffer holds ``capacity`` trades; a column that overflows it is re-run alone
@@ -26,16 +28,17 @@ import pandas as pd
 
 from dolphin.alpha import layout as lay
 from dolphin.backtest.metrics import metrics_columns, records_sha256
-from dolphin.backtest.replay import validate_scans
+from dolphin.backtest.notes import describe_bars, thin_bars
+from dolphin.backtest.replay import ReplayInputs, scan_bar_ns
 from dolphin.backtest.sweep_nb import STATUS_NO_CLOSE_PRICE, last_prices_nb, sweep_nb
 from dolphin.core.config import AcbConfig, DolphinConfig
 from dolphin.core.errors import HaltTradingError
 from dolphin.core.records import TRADE_DTYPE
 from dolphin.features.exf import ExfTable
+from dolphin.features.funding import FundingEvents, assets_without_funding
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 
 DEFAULT_CAPACITY = 2048
-NS_PER_DAY = 86_400_000_000_000
 
 
 @dataclass
@@ -52,11 +55,20 @@ class SweepData:
     dates: list[str]
     w750_medians: list[float | None]
     exf: ExfTable | None = None
+    funding: FundingEvents | None = None
+    funding_table: pd.DataFrame | None = None
+    forewarner: Any = None  # an MC-Forewarner model set (risk.mc_models.ModelSet) or None
     last_price: np.ndarray = field(init=False)
+    since_real: np.ndarray = field(init=False)
+    thin: np.ndarray = field(init=False)
     _acb: dict[AcbConfig, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.last_price = last_prices_nb(self.prices)  # shared by every chunk of columns
+        # shared by every chunk of columns
+        self.last_price, self.since_real = last_prices_nb(self.prices)
+        self.thin = thin_bars(self.prices)
+        if self.funding is None:
+            self.funding = FundingEvents.none(self.n_bars)
 
     @property
     def n_bars(self) -> int:
@@ -77,34 +89,34 @@ class SweepData:
         return self._acb[cfg]
 
 
-def prepare(scans: pd.DataFrame, exf: ExfTable | None = None, source: str = "scans") -> SweepData:
+def prepare(
+    scans: pd.DataFrame,
+    exf: ExfTable | None = None,
+    source: str = "scans",
+    *,
+    funding: pd.DataFrame | None = None,
+    forewarner: Any = None,
+) -> SweepData:
     """Validate ``scans`` (the replay's rules) and return its arrays and day boundaries."""
-    assets = validate_scans(scans, source)
-    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    day_no = ts // NS_PER_DAY
-    day_lo = np.flatnonzero(np.r_[True, day_no[1:] != day_no[:-1], True]).astype(np.int64)
-    dates = [str(scans["timestamp"].iloc[lo].date()) for lo in day_lo[:-1]]
-    v750 = scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64)
+    data = ReplayInputs.of(scans, funding, source)  # exactly what the replay reads
     medians: list[float | None] = []
-    for lo, hi in itertools.pairwise(day_lo):
-        fin = v750[lo:hi][np.isfinite(v750[lo:hi])]
+    for lo, hi in itertools.pairwise(data.bounds):
+        fin = data.v750[lo:hi][np.isfinite(data.v750[lo:hi])]
         medians.append(float(np.median(fin)) if fin.size else None)
-    vol_ok = (
-        scans["vol_regime_ok"].to_numpy(dtype=np.bool_)
-        if "vol_regime_ok" in scans
-        else np.ones(len(scans), dtype=np.bool_)
-    )
     return SweepData(
-        assets=assets,
-        ts=ts,
-        vel_div=scans["vel_div"].to_numpy(dtype=np.float64),
-        data_gap=scans["data_gap"].to_numpy(dtype=np.bool_),
-        vol_ok=vol_ok,
-        prices=np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64)),
-        day_lo=day_lo,
-        dates=dates,
+        assets=data.assets,
+        ts=data.ts,
+        vel_div=data.vd,
+        data_gap=data.gap,
+        vol_ok=data.vol_ok,
+        prices=data.prices,
+        day_lo=data.bounds.astype(np.int64),
+        dates=[data.dates[int(lo)] for lo in data.bounds[:-1]],
         w750_medians=medians,
         exf=exf,
+        funding=data.funding,
+        funding_table=funding,
+        forewarner=forewarner,
     )
 
 
@@ -134,6 +146,7 @@ def run_kernel(
     boost, beta = np.empty((n, n_days)), np.empty((n, n_days))
     for i, c in enumerate(configs):
         boost[i], beta[i] = data.acb_days(c.acb)
+    day_mc = mc_codes(data, configs, boost)
     out = RawColumns(
         trades=np.zeros((n, capacity), dtype=TRADE_DTYPE),
         n_trades=np.zeros(n, dtype=np.int64),
@@ -143,13 +156,28 @@ def run_kernel(
         pos_bars=np.zeros(n, dtype=np.int64),
         status=np.zeros(n, dtype=np.int64),
     )
+    f = data.funding
     sweep_nb(
-        params, states, data.day_lo, boost, beta, data.ts, data.vel_div, data.data_gap,
-        data.vol_ok, data.prices, data.last_price, out.trades, out.eq_end, out.cap_end, out.max_dd,
-        out.pos_bars, out.status,
+        params, states, data.day_lo, boost, beta, day_mc, data.ts, data.vel_div, data.data_gap,
+        data.vol_ok, data.prices, data.last_price, data.since_real, f.asset, f.rate, f.lo,
+        out.trades, out.eq_end, out.cap_end, out.max_dd, out.pos_bars, out.status,
     )  # fmt: skip
     out.n_trades[:] = states[:, lay.S_N_TRADES].astype(np.int64)
     return out
+
+
+def mc_codes(data: SweepData, configs: list[DolphinConfig], boost: np.ndarray) -> np.ndarray:
+    """Return each column's MC-Forewarner code per day (0 OK, 1 ORANGE, 2 RED; all 0 when off).
+
+    The day's config is assessed at ``max_leverage × the day's ACB boost``, as the replay's
+    ``NDAlphaEngine.begin_day`` asks its gate.
+    """
+    if data.forewarner is None:
+        return np.zeros(boost.shape, dtype=np.int8)
+    from dolphin.risk.mc_models import day_status_codes
+
+    lev = np.array([c.alpha.max_leverage for c in configs], dtype=np.float64)[:, None] * boost
+    return np.ascontiguousarray(day_status_codes(data.forewarner, configs, lev), dtype=np.int8)
 
 
 def return_moments(r: np.ndarray) -> dict[str, float | None]:
@@ -224,10 +252,29 @@ def column_rows(
         sha256s=[records_sha256(rec, data.assets) for rec in recs],
     )
     r = eq / np.concatenate([initial[:, None], eq[:, :-1]], axis=1) - 1.0
-    for row, moments, ri in zip(rows, return_moments_rows(r), r, strict=True):
+    bar_s = scan_bar_ns(data.ts) / 1e9
+    for row, moments, ri, rec, cfg in zip(rows, return_moments_rows(r), r, recs, configs,
+                                          strict=True):
         row.update(moments)
+        row.update(_modelled(data, rec))
+        row.update(describe_bars(bar_s, data.thin, cfg, rec["entry_bar"].astype(np.int64)))
         row["daily_returns"] = ri.tolist()
     return rows
+
+
+def _modelled(data: SweepData, rec: np.ndarray) -> dict[str, Any]:
+    """Return the replay's ``run_notes_metrics`` fields for one column's trades."""
+    modelled = data.funding_table is not None
+    traded = sorted({data.assets[int(a)] for a in rec["asset"]})
+    return {
+        "funding_modelled": modelled,
+        "funding_paid": float(rec["funding"].sum()) if modelled else None,
+        "funding_missing_assets": ",".join(
+            assets_without_funding(data.funding_table, data.assets, traded)
+        ),
+        "forewarner": str(data.forewarner.meta["version"]) if data.forewarner is not None
+        else "off",
+    }
 
 
 def evaluate(

@@ -28,9 +28,11 @@ import numpy as np
 from numba import njit
 
 from dolphin.alpha.layout import (
+    H_LAST_REAL,
     HIST_LEN,
     N_OB_ASSET,
     N_OB_MACRO,
+    P_DATA_END_BARS,
     P_DIRECTION,
     P_MAX_HOLD,
     P_STOP,
@@ -47,6 +49,7 @@ from dolphin.alpha.layout import (
     S_POS_ENTRY_BAR,
     S_POS_ENTRY_FEE,
     S_POS_ENTRY_PRICE,
+    S_POS_FUNDING,
     S_POS_NOTIONAL,
     S_POS_OPEN,
     S_POSTURE,
@@ -56,9 +59,11 @@ from dolphin.alpha.step_nb import (
     POSTURE_HIBERNATE,
     act_nb,
     advance_bar_nb,
+    bars_since_real_nb,
     close_position_nb,
     copy_bar_state_nb,
     equity_nb,
+    funding_payment_nb,
     invalidate_irp_cache_nb,
     last_price_nb,
     new_irp_cache_nb,
@@ -69,19 +74,27 @@ from dolphin.alpha.step_nb import (
 )
 from dolphin.core.records import EXIT_END_OF_DATA
 
+HIST_COLS = HIST_LEN + 1  # the ring plus the H_LAST_REAL column (layout.new_histories)
+
+#: MC-Forewarner day codes of the sweep (``risk.mc_models.day_status_codes``).
+MC_OK, MC_ORANGE, MC_RED = 0, 1, 2
+
 #: Status of a column whose open position had no price at the end of the data (the replay
 #: raises ``HaltTradingError`` there).
 STATUS_NO_CLOSE_PRICE = 100
 
 
 @njit(cache=True)
-def begin_day_nb(st, params, boost, beta):
-    """Apply ``NDAlphaEngine.begin_day`` with the default gates (MC open, APEX posture)."""
+def begin_day_nb(st, params, boost, beta, mc):
+    """Apply ``NDAlphaEngine.begin_day`` with APEX posture and the day's MC code ``mc``.
+
+    ORANGE halves the size (scale 0.5), RED halts entries for the day (Bible §12).
+    """
     st[S_DIRECTION] = params[P_DIRECTION]
     st[S_DAY_BOOST] = boost
     st[S_DAY_BETA] = beta
-    st[S_DAY_MC_SCALE] = 1.0
-    st[S_HALT] = 0.0
+    st[S_DAY_MC_SCALE] = 0.5 if mc == MC_ORANGE else 1.0
+    st[S_HALT] = 1.0 if mc == MC_RED else 0.0
     st[S_POSTURE] = 0.0
 
 
@@ -92,6 +105,7 @@ def close_at_end_nb(st, hist, hist_n, trades, params, bar_idx, ts):
     if np.isnan(price):
         return STATUS_NO_CLOSE_PRICE
     return close_position_nb(st, trades, params, bar_idx, ts, price, EXIT_END_OF_DATA)
+
 
 
 @njit(cache=True, inline="always")
@@ -114,20 +128,24 @@ def track_equity_nb(c, eq, peak, max_dd):
 
 @njit(cache=True)
 def last_prices_nb(prices):
-    """Return each asset's latest history price after every bar, asset-major (NaN before any).
+    """Return each asset's last real close and bars since it, after every bar (asset-major).
 
-    Built by the replay's own ``push_histories_nb``/``last_price_nb``, so it is the price an open
-    position is marked at and exited at on each bar.
+    Built by the replay's own ``push_histories_nb``/``last_price_nb``/``bars_since_real_nb``, so
+    they are the price an open position is marked and exited at on each bar and the count that
+    triggers ``DATA_END``. Returns ``(last_price, since_real)`` (NaN / 2**30 before any price).
     """
     n_bars, n_assets = prices.shape
-    hist = np.full((n_assets, HIST_LEN), np.nan)
+    hist = np.full((n_assets, HIST_COLS), np.nan)
+    hist[:, H_LAST_REAL] = 0.0
     hist_n = np.zeros(n_assets, dtype=np.int64)
     out = np.empty((n_assets, n_bars))
+    since = np.empty((n_assets, n_bars), dtype=np.int32)
     for t in range(n_bars):
         push_histories_nb(hist, hist_n, prices[t])
         for a in range(n_assets):
             out[a, t] = last_price_nb(hist, hist_n, a)
-    return out
+            since[a, t] = bars_since_real_nb(hist, hist_n, a)
+    return out, since
 
 
 @njit(cache=True, inline="always")
@@ -143,19 +161,24 @@ def next_signal_nb(st, params, vel_div, t0, t_end):
 
 
 @njit(cache=True, inline="always")
-def hold_until_nb(st, last_price, params, t0, t_end, c, peak, max_dd):
+def hold_until_nb(st, last_price, since_real, fund, params, t0, t_end, c, peak, max_dd):
     """Return the first bar in ``[t0, t_end)`` with an exit due for the open position, or ``t_end``.
 
-    ``exit_reason_at_nb`` at the position's asset price (``last_price`` row), as ``exit_due_nb``
-    without an OB engine (no entry is possible while open); a missing price holds, as there. The
-    bars held before the exit are marked to market in order, as if stepped one by one. Exact
-    because the exit inputs (entry, direction, TP/stop/max hold, APEX posture, no pending
-    sub-day signal in the sweep) cannot change while the position is open.
+    ``exit_due_nb`` without an OB engine (no entry is possible while open), on the position's
+    asset rows of ``last_prices_nb``: a bar without a real close holds until ``data_end_bars``
+    such bars (then ``DATA_END`` is due). The bars held before the exit are marked to market in
+    order, as if stepped one by one, after accruing their funding exactly as ``act_nb`` does
+    (``fund = (asset, rate, lo)``: bar t's events are ``lo[t]:lo[t + 1]``). Exact because the
+    exit inputs (entry, direction, TP/stop/max hold, APEX posture, no pending sub-day signal in
+    the sweep) cannot change while the position is open.
     """
     tp = params[P_TP]
     sl = params[P_STOP]
     mh = int(params[P_MAX_HOLD])
+    data_end = params[P_DATA_END_BARS]
+    f_asset, f_rate, f_lo = fund
     # the position is read once: the loop body is scalar code the compiler keeps in registers
+    a = int(st[S_POS_ASSET])
     d = st[S_POS_DIR]
     entry = st[S_POS_ENTRY_PRICE]
     entry_bar = int(st[S_POS_ENTRY_BAR])
@@ -164,20 +187,28 @@ def hold_until_nb(st, last_price, params, t0, t_end, c, peak, max_dd):
     capital = st[S_CAPITAL]
     notional = st[S_POS_NOTIONAL]
     fee = st[S_POS_ENTRY_FEE]
+    funding = st[S_POS_FUNDING]
     pk = peak[c]
     dd = max_dd[c]
     t = t0
     while t < t_end:
         price = last_price[t]
-        if (
-            price > 0.0
-            and position_exit_nb(d, entry, entry_bar, price, t, tp, sl, mh, hibernate, subday) >= 0
-        ):
-            break
+        if price > 0.0:
+            gone = since_real[t]
+            if gone > 0:
+                if gone >= data_end:
+                    break
+            elif position_exit_nb(d, entry, entry_bar, price, t, tp, sl, mh, hibernate,
+                                  subday) >= 0:  # fmt: skip
+                break
+        for k in range(f_lo[t], f_lo[t + 1]):
+            if f_asset[k] == a and f_rate[k] == f_rate[k]:
+                funding += funding_payment_nb(d, f_rate[k], notional, entry, price)
         pk, dd = peak_drawdown_nb(
-            pk, dd, position_equity_nb(capital, d, entry, notional, fee, price)
+            pk, dd, position_equity_nb(capital, d, entry, notional, fee, funding, price)
         )
         t += 1
+    st[S_POS_FUNDING] = funding
     peak[c] = pk
     max_dd[c] = dd
     return t
@@ -185,8 +216,8 @@ def hold_until_nb(st, last_price, params, t0, t_end, c, peak, max_dd):
 
 @njit(cache=True, inline="always")
 def step_column_nb(  # one call site; the arguments are what ``act_nb`` and the bookkeeping read
-    st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok, ob, irp_i, irp_f, last, c, peak,
-    max_dd,
+    st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok, ob, irp_i, irp_f, fund, last, c,
+    peak, max_dd,
 ):  # fmt: skip
     """Run ``act_nb`` for column ``c`` on bar ``t``; return (status, bars it was in position).
 
@@ -197,7 +228,7 @@ def step_column_nb(  # one call site; the arguments are what ``act_nb`` and the 
     cap0 = st[S_CAPITAL]
     s = act_nb(
         st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok,
-        ob[0], ob[1], False, irp_i, irp_f,
+        ob[0], ob[1], False, irp_i, irp_f, fund,
     )  # fmt: skip
     is_open = st[S_POS_OPEN] > 0.0
     if is_open and last:
@@ -216,12 +247,17 @@ def sweep_nb(
     day_lo,
     day_boost,
     day_beta,
+    day_mc,
     ts,
     vel_div,
     data_gap,
     vol_ok,
     prices,
     last_price,
+    since_real,
+    f_asset,
+    f_rate,
+    f_lo,
     trades,
     eq_end,
     cap_end,
@@ -233,10 +269,11 @@ def sweep_nb(
 
     ``states`` (columns × N_STATE) are fresh ``new_state`` vectors; ``trades`` (columns ×
     capacity) receive each column's trades (count in the state's ``S_N_TRADES``); ``day_lo``
-    holds the first bar of each UTC day plus the bar count; ``day_boost``/``day_beta`` are each
-    column's ACB verdict per day; ``last_price`` is ``last_prices_nb(prices)``. Outputs: day-end
-    equity and capital, max drawdown, bars in position, and a status per column (a column that
-    fails stops; the others go on).
+    holds the first bar of each UTC day plus the bar count; ``day_boost``/``day_beta``/``day_mc``
+    are each column's ACB verdict and MC-Forewarner code per day; ``last_price``/``since_real``
+    are ``last_prices_nb(prices)``; bar t's funding events are ``f_asset/f_rate[f_lo[t]:
+    f_lo[t + 1]]``. Outputs: day-end equity and capital, max drawdown, bars in position, and a
+    status per column (a column that fails stops; the others go on).
 
     Each column is stepped only on the bars where ``act_nb`` can do something: a flat column
     on its next signal bar (``next_signal_nb``), an open one on its exit bar (``hold_until_nb``),
@@ -246,7 +283,8 @@ def sweep_nb(
     n_col = params.shape[0]
     n_bars = ts.shape[0]
     n_assets = prices.shape[1]
-    hist = np.full((n_assets, HIST_LEN), np.nan)
+    hist = np.full((n_assets, HIST_COLS), np.nan)
+    hist[:, H_LAST_REAL] = 0.0
     hist_n = np.zeros(n_assets, dtype=np.int64)
     irp_i, irp_f = new_irp_cache_nb(n_assets)
     ob = (np.zeros((n_assets, N_OB_ASSET)), np.zeros(N_OB_MACRO))  # no OB engine in a sweep
@@ -255,12 +293,13 @@ def sweep_nb(
     peak = states[:, S_CAPITAL].copy()
     for d in range(day_lo.shape[0] - 1):
         for c in range(n_col):
-            begin_day_nb(states[c], params[c], day_boost[c, d], day_beta[c, d])
+            begin_day_nb(states[c], params[c], day_boost[c, d], day_beta[c, d], day_mc[c, d])
         for t in range(day_lo[d], day_lo[d + 1]):
             push_histories_nb(hist, hist_n, prices[t])
             invalidate_irp_cache_nb(irp_i)
             advance_bar_nb(bars, vel_div[t], data_gap[t])
             last = t == n_bars - 1
+            fund = (f_asset, f_rate, f_lo[t], f_lo[t + 1])
             for c in range(n_col):
                 if (wake[c] > t and not last) or status[c] != STATUS_OK:
                     continue
@@ -268,7 +307,7 @@ def sweep_nb(
                 copy_bar_state_nb(st, bars)
                 s, held = step_column_nb(
                     st, hist, hist_n, trades[c], params[c], t, ts[t], vel_div[t], vol_ok[t],
-                    ob, irp_i, irp_f, last, c, peak, max_dd,
+                    ob, irp_i, irp_f, fund, last, c, peak, max_dd,
                 )  # fmt: skip
                 pos_bars[c] += held
                 if s != STATUS_OK:
@@ -276,8 +315,9 @@ def sweep_nb(
                 elif st[S_POS_OPEN] > 0.0:
                     a = int(st[S_POS_ASSET])
                     te = hold_until_nb(
-                        st, last_price[a], params[c], t + 1, n_bars - 1, c, peak, max_dd
-                    )
+                        st, last_price[a], since_real[a], (f_asset, f_rate, f_lo), params[c],
+                        t + 1, n_bars - 1, c, peak, max_dd,
+                    )  # fmt: skip
                     pos_bars[c] += te - t - 1
                     wake[c] = te
                 else:

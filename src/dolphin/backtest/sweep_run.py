@@ -9,15 +9,24 @@ Decisions where issue 5 is silent: a grid combination the config validation reje
 ``vel_div_extreme >= vel_div_threshold``) is dropped and counted, not an error; duplicates (same
 config id) run once; the work folder is tied to the scans and friction by a fingerprint and a
 mismatching one is refused rather than mixed.
+
+Failure behaviour: a grid with no valid combination is refused before anything is written; a
+run that fails or is interrupted before its first chunk is saved removes the work folder it
+created (no empty ``.work`` stays behind); worker processes ignore Ctrl-C (the parent handles it
+and stops them) and die with the parent even when it is SIGKILLed (``core.procs``); a re-run of
+a finished sweep (same scans, friction and grid, recorded in the summary) returns the saved
+result instead of recomputing it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import itertools
 import json
 import multiprocessing as mp
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -27,13 +36,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from dolphin.backtest import stats
 from dolphin.backtest.sweep import SweepData, evaluate
-from dolphin.core.config import DolphinConfig, resolve_overrides
+from dolphin.core.config import DolphinConfig, read_yaml_file, resolve_overrides
 from dolphin.core.errors import ConfigError
-from dolphin.core.io import atomic_write_parquet, atomic_write_text
+from dolphin.core.io import atomic_write_parquet, atomic_write_text, remove_stale_temps
+from dolphin.core.procs import worker_init
 
 DEFAULT_CHUNK = 256
 
@@ -41,13 +50,14 @@ DEFAULT_CHUNK = 256
 def load_grid(path: str | Path) -> dict[str, list[Any]]:
     """Read a grid YAML: parameter name → list of values (a scalar is a one-value list)."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: cannot read grid ({exc})") from None
+    data = read_yaml_file(p, "grid")
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"{p}: a grid is a non-empty mapping of parameter -> list of values")
-    return {str(k): list(v) if isinstance(v, list) else [v] for k, v in data.items()}
+    grid = {str(k): list(v) if isinstance(v, list) else [v] for k, v in data.items()}
+    empty = [k for k, v in grid.items() if not v]
+    if empty:
+        raise ConfigError(f"{p}: parameter(s) {', '.join(empty)} have no values")
+    return grid
 
 
 @dataclass
@@ -64,6 +74,7 @@ def expand_grid(grid: dict[str, list[Any]], base: DolphinConfig | None = None) -
     """Return every valid combination of ``grid`` on top of ``base`` (default: the champion)."""
     names = list(grid)
     values, configs, seen, invalid = [], [], set(), 0
+    first_error = ""
     for combo in itertools.product(*(grid[n] for n in names)):
         try:
             cfg = resolve_overrides(dict(zip(names, combo, strict=True)), base=base, source="grid")
@@ -71,13 +82,22 @@ def expand_grid(grid: dict[str, list[Any]], base: DolphinConfig | None = None) -
             if "unknown field" in str(exc):
                 raise
             invalid += 1
+            first_error = first_error or str(exc)
             continue
         if cfg.id in seen:
             continue
         seen.add(cfg.id)
         values.append(combo)
         configs.append(cfg)
+    if not configs:
+        why = f"; first rejection: {first_error}" if first_error else ""
+        raise ConfigError(f"grid has no valid combination ({invalid} rejected){why}")
     return Grid(names, values, configs, invalid)
+
+
+def grid_digest(grid: Grid) -> str:
+    """Return a digest of the set of config ids a grid runs (order and duplicates aside)."""
+    return hashlib.sha256("\n".join(sorted({c.id for c in grid.configs})).encode()).hexdigest()
 
 
 def fingerprint(data: SweepData, hell: bool) -> str:
@@ -88,6 +108,12 @@ def fingerprint(data: SweepData, hell: bool) -> str:
     h.update(json.dumps([data.assets, hell, data.exf is not None]).encode())
     if data.exf is not None:
         h.update(repr(data.exf).encode())
+    f = data.funding  # funding events and the forewarner model set change every row
+    for arr in (f.asset, f.rate, f.lo):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(json.dumps([data.funding_table is not None,
+                         data.forewarner.meta["version"] if data.forewarner is not None
+                         else "off"]).encode())
     return h.hexdigest()
 
 
@@ -95,7 +121,9 @@ def fingerprint(data: SweepData, hell: bool) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(data: SweepData, hell: bool) -> None:
+def _init_worker(data: SweepData, hell: bool, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:  # a pool worker: die with the parent, leave Ctrl-C to it
+        worker_init(parent_pid)
     _WORKER["data"], _WORKER["hell"] = data, hell
 
 
@@ -118,15 +146,33 @@ def _results(
     tasks: list, data: SweepData, hell: bool, workers: int
 ) -> Iterator[tuple[int, list[dict]]]:
     _init_worker(data, hell)
-    if workers <= 1:
+    if workers <= 1 or not tasks:
         yield from map(_run_chunk, tasks)
         return
     ctx = mp.get_context("fork")  # workers inherit the numba cache and the loaded modules
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(data, hell)) as pool:  # fmt: skip
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(data, hell, os.getpid()))  # fmt: skip
+    try:
         futures = [pool.submit(_run_chunk, t) for t in tasks]
         for fut in cf.as_completed(futures):
             yield fut.result()
+    except BaseException:  # error, Ctrl-C or the consumer closing us: stop the workers now
+        _abort(pool)
+        raise
+    pool.shutdown()
+
+
+def _abort(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop a pool without waiting for running chunks (``shutdown`` alone would wait)."""
+    held = getattr(pool, "_processes", None)  # private: the executor has no public kill
+    procs = list(held.values()) if isinstance(held, dict) else []
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(5.0)
 
 
 # ------------------------------------------------------------------ work folder
@@ -135,9 +181,15 @@ def work_dir(out: Path) -> Path:
     return out.with_name(out.name + ".work")
 
 
+def saved_parts(out: Path) -> list[Path]:
+    """Return the chunk files saved so far in the work folder of ``out``."""
+    return sorted(work_dir(out).glob("part-*.parquet"))
+
+
 def _open_work(out: Path, fp: str) -> tuple[Path, set[str]]:
     wd = work_dir(out)
     wd.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(wd)  # chunk files of a SIGKILLed earlier run
     manifest = wd / "manifest.json"
     if manifest.exists():
         if json.loads(manifest.read_text())["fingerprint"] != fp:
@@ -195,6 +247,27 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+def completed(data: SweepData, grid: Grid, out: str | Path, *, hell: bool = False):
+    """Return ``(frame, summary)`` of a finished sweep of exactly this scans/friction/grid at
+    ``out``, or None when there is none (missing, unreadable or made from other inputs)."""
+    out = Path(out)
+    summary_path = out.with_suffix(".summary.json")
+    if not (out.is_file() and summary_path.is_file()):
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("grid_sha256") != grid_digest(grid):
+        return None
+    if summary.get("scans_fingerprint") != fingerprint(data, hell):
+        return None
+    try:
+        return pd.read_parquet(out), summary
+    except (OSError, ValueError):
+        return None
+
+
 def run_sweep(
     data: SweepData,
     grid: Grid,
@@ -212,32 +285,55 @@ def run_sweep(
     ``stop_after_chunks`` stops after that many chunks were saved, leaving the work folder as an
     interrupted run would (tests use it to exercise the resume).
     """
-    from tqdm import tqdm
-
+    if chunk < 1 or workers < 1:
+        raise ConfigError(f"--chunk and --workers must be >= 1, got {chunk} and {workers}")
+    if not grid.configs:
+        raise ConfigError("grid has no valid combination")
     out = Path(out)
-    wd, done = _open_work(out, fingerprint(data, hell))
-    tasks = list(_tasks(grid, done, chunk))
-    bar = tqdm(total=sum(len(t[1]) for t in tasks), file=sys.stderr, disable=not progress,
-               unit="combo", desc="sweep")  # fmt: skip
-    for n_saved, (chunk_id, rows) in enumerate(_results(tasks, data, hell, workers), 1):
-        atomic_write_parquet(_part_frame(grid, rows), wd / f"part-{chunk_id:06d}.parquet")
-        bar.update(len(rows))
-        if on_chunk is not None:
-            on_chunk(n_saved)
-        if stop_after_chunks is not None and n_saved >= stop_after_chunks:
-            bar.close()
-            raise SweepInterruptedError(f"stopped after {n_saved} chunk(s); re-run to resume")
-    bar.close()
-    parts = [pd.read_parquet(p) for p in sorted(wd.glob("part-*.parquet"))]
+    fp = fingerprint(data, hell)
+    fresh = not work_dir(out).exists()
+    wd, done = _open_work(out, fp)
+    try:
+        _run_chunks(data, grid, wd, done, hell=hell, workers=workers, chunk=chunk,
+                    progress=progress, stop_after_chunks=stop_after_chunks, on_chunk=on_chunk)
+    except BaseException:
+        if fresh and not saved_parts(out):  # nothing computed: leave no empty work folder
+            shutil.rmtree(wd, ignore_errors=True)
+        raise
+    parts = [pd.read_parquet(p) for p in saved_parts(out)]
     wanted = {c.id for c in grid.configs}
     frame = pd.concat(parts, ignore_index=True)
     frame = frame[frame["config_id"].isin(wanted)].drop_duplicates("config_id")
     df, summary = finalize(frame)
     summary["invalid_combinations"] = grid.n_invalid
+    summary["scans_fingerprint"], summary["grid_sha256"] = fp, grid_digest(grid)
     atomic_write_parquet(df, out)
     atomic_write_text(out.with_suffix(".summary.json"), json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(wd)
     return df, summary
+
+
+def _run_chunks(data: SweepData, grid: Grid, wd: Path, done: set[str], *, hell: bool,
+                workers: int, chunk: int, progress: bool, stop_after_chunks: int | None,
+                on_chunk: Callable[[int], None] | None) -> None:
+    """Evaluate every config not in ``done`` and save each chunk as it completes."""
+    from tqdm import tqdm
+
+    tasks = list(_tasks(grid, done, chunk))
+    bar = tqdm(total=sum(len(t[1]) for t in tasks), file=sys.stderr, disable=not progress,
+               unit="combo", desc="sweep")  # fmt: skip
+    results = _results(tasks, data, hell, workers)
+    try:
+        for n_saved, (chunk_id, rows) in enumerate(results, 1):
+            atomic_write_parquet(_part_frame(grid, rows), wd / f"part-{chunk_id:06d}.parquet")
+            bar.update(len(rows))
+            if on_chunk is not None:
+                on_chunk(n_saved)
+            if stop_after_chunks is not None and n_saved >= stop_after_chunks:
+                raise SweepInterruptedError(f"stopped after {n_saved} chunk(s); re-run to resume")
+    finally:
+        results.close()  # stops the worker processes at once when we leave early
+        bar.close()
 
 
 class SweepInterruptedError(RuntimeError):

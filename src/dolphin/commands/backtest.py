@@ -31,7 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shared cost model: fills at bar closes, taker fee, no SP fees/slippage")
     p.add_argument("--exchange-info", type=Path, default=None,
                    help="Binance exchangeInfo capture for instrument tick/lot sizes (nautilus)")
+    add_gate_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_gate_arguments(p: argparse.ArgumentParser, *, forewarner_default: bool = True) -> None:
+    """Add ``--funding FILE`` and ``--forewarner/--no-forewarner`` (see ``backtest.gates``)."""
+    p.add_argument("--funding", type=Path, default=None,
+                   help="funding rates (timestamp, symbol, funding_rate; or Binance's "
+                        "fundingRate CSV dump): accrue perpetual funding on open positions")
+    p.add_argument("--forewarner", action=argparse.BooleanOptionalAction,
+                   default=forewarner_default,
+                   help="MC-Forewarner day gate on the shipped model set (RED halts entries, "
+                        "ORANGE halves size)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     print(f"config_id {config.id}")
+    if args.exchange_info is not None and not Path(args.exchange_info).is_file():
+        # checked here: the Nautilus run happens in a subprocess, whose errors arrive as text
+        raise BadInputError("exchangeInfo file does not exist", source=str(args.exchange_info))
     if args.engine == "nautilus" or args.parity:
         from dolphin.execution.backtest import run_command
 
@@ -56,9 +71,13 @@ def run(args: argparse.Namespace) -> int:
         scans = pd.read_parquet(args.scans)
     except (OSError, ValueError) as exc:
         raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    from dolphin.backtest.gates import run_gates
+
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     hell = args.friction == "hell"
-    kw = {"exf": exf, "source": str(args.scans), "survival": args.survival}
+    funding, gate = run_gates(config, args.funding, args.forewarner)
+    kw = {"exf": exf, "source": str(args.scans), "survival": args.survival,
+          "funding": funding, "mc_gate": gate}
     main = run_replay(scans, config, hell=hell, **kw)
     other = run_replay(scans, config, hell=not hell, **kw)
     write_outputs(main, args.out)
@@ -69,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(
         report, render_report(main, label=labels[0], other=other, other_label=labels[1])
     )
+    from dolphin.backtest.notes import notes_lines
+
     print(json.dumps(main.metrics, sort_keys=True))
+    print("\n".join(notes_lines(main.metrics)))
     print(f"report {report}")
     return 0

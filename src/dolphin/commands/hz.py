@@ -93,3 +93,13 @@ def _status(args: argparse.Namespace) -> int:
     health = "connected" if view.connected else "unreachable"
     print(f"cluster {args.cluster_name!r} {health}: {view.member_count} member(s) seen by a client")
     return 0 if view.connected and view.member_count == len(members) else 1
+
+
+def interrupt_note(args: argparse.Namespace, command: str) -> str:
+    """The Ctrl-C line of ``dolphin hz``: what is left running."""
+    if args.hz_action == "start":
+        return ("members started by this command were stopped again (members that ran before "
+                f"are untouched); re-run: {command}")
+    if args.hz_action == "stop":
+        return f"some members may still run; see `dolphin hz status`, re-run: {command}"
+    return f"nothing changed; re-run: {command}"

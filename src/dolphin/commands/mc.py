@@ -45,6 +45,9 @@ def run_sample(args: argparse.Namespace) -> int:
 
     if args.n < 10:
         raise BadInputError("need at least 10 samples", field="--n", value=args.n)
+    for name, value in (("--paths", args.paths), ("--workers", args.workers)):
+        if value < 1:
+            raise BadInputError("must be at least 1", field=name, value=value)
     if not args.scans.exists():
         raise BadInputError("scans file does not exist", source=str(args.scans))
     t0 = time.perf_counter()

@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--testnet", action="store_true", help="Binance testnet (with --venue binance)")
     p.add_argument("--log-dir", type=Path, default=Path("logs/paper_trading"))
     p.add_argument("--store", default="memory://", help="store URL for posture and ACB")
+    p.add_argument("--forewarner", action=argparse.BooleanOptionalAction, default=True,
+                   help="MC-Forewarner day gate on the shipped model set (default on)")
+    p.add_argument("--unsupervised", action="store_true",
+                   help="trade without a posture source (APEX; embedded store only): nothing "
+                        "publishes DOLPHIN_SAFETY into an embedded store, which otherwise reads "
+                        "as TURTLE (no entries)")
     p.set_defaults(func=run)
 
 
@@ -35,6 +41,31 @@ def check_champion(config, research: bool) -> None:
 
     if not research:
         require_champion(config, entry_point="dolphin paper (--research accepts another config)")
+
+
+def posture_source(url: str, store, unsupervised: bool = False):
+    """Return the trader's posture source for the store at ``url`` (None: unsupervised).
+
+    The ``DOLPHIN_SAFETY`` cell snapshot, judged by the trader (missing, stale, unknown or
+    unreadable -> TURTLE, ``execution.guards``): unknown is never APEX. The embedded store lives
+    in this process only, so nothing publishes a posture into it and the session reads TURTLE
+    (no entries) unless the operator chooses ``--unsupervised`` explicitly: then it runs without
+    posture supervision (the engine's APEX, as in a backtest) and says so.
+    """
+    from dolphin.core.errors import ConfigError
+    from dolphin.store.features import posture_cell
+
+    if unsupervised:
+        if not url.startswith("memory://"):
+            raise ConfigError("--unsupervised is for the embedded store only; a shared store "
+                              "carries the watchdog's posture")
+        print("posture: unsupervised by request (--unsupervised): APEX, no DOLPHIN_SAFETY read")
+        return None
+    if url.startswith("memory://"):
+        print("posture: nothing publishes DOLPHIN_SAFETY into the embedded store: it reads "
+              "TURTLE (no new entries); pass --unsupervised to trade at APEX without posture "
+              "supervision, or --store hazelcast://HOST:PORT with a watchdog")
+    return posture_cell(store).read
 
 
 def _binance(args: argparse.Namespace) -> int:
@@ -59,27 +90,39 @@ def run(args: argparse.Namespace) -> int:
         return _binance(args)
     if args.replay is None:
         raise ConfigError("--replay PATH is required with the sandbox venue")
+    if not args.replay.is_file():
+        from dolphin.core.errors import BadInputError
+
+        raise BadInputError("replay file does not exist", source=str(args.replay))
     from dolphin.execution.session import PaperSettings, run_paper_session
     from dolphin.store import open_store
-    from dolphin.store.features import posture_cell
 
     store = open_store(args.store)
-    cell = posture_cell(store)
-
-    def posture() -> str:
-        snap = cell.read()
-        if snap is None:
-            return "APEX"
-        data = snap.data
-        return str(data.get("posture", "APEX") if isinstance(data, dict) else data)
-
+    posture = posture_source(args.store, store, args.unsupervised)
     settings = PaperSettings(replay=args.replay, speed=args.speed, duration_s=args.duration,
                              warmup=args.warmup, log_dir=args.log_dir,
                              extra={"venue": args.venue, "store": args.store})
     try:
+        from dolphin.backtest.gates import load_gate
+
+        gate = load_gate(config) if args.forewarner else None
         summary = run_paper_session(config, settings, store=store, posture_source=posture,
-                                    echo=lambda line: print(line, flush=True))
+                                    echo=lambda line: print(line, flush=True), mc_gate=gate)
     finally:
         store.close()
     print("session " + json.dumps(summary, sort_keys=True))
+    if summary.get("stopped_early"):
+        _stopped_early(summary, getattr(args, "command_line", "dolphin paper ..."))
+        return 130
     return 0
+
+
+def _stopped_early(summary: dict, command: str) -> None:
+    """One line for a session the node ended before its end (Ctrl-C / SIGTERM)."""
+    import sys
+
+    left = summary.get("open_positions", 0)
+    print(f"dolphin: interrupted: session stopped early; fills so far in "
+          f"{summary.get('trades_file')}, settings in {summary.get('settings_file')}"
+          + (f"; {left} position(s) left open, not flattened" if left else "")
+          + f"; start a new session with: {command}", file=sys.stderr)

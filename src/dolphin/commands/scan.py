@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--windows", help="comma-separated windows (default: the config's)")
     p.add_argument("--symbols", help="comma-separated symbols (default: all)")
     p.add_argument("--config", help="YAML config overrides (scanner section)")
+    p.add_argument("--fill-limit", help="carry a missing bar's last real close forward for at "
+                   "most this long, e.g. 1d, 6h, 0 (default: 1d)")
     p.add_argument("--workers", type=int, default=1, help="processes for the backfill")
     p.add_argument("--out", help="output scans parquet")
     p.set_defaults(func=_scan)
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--threshold", type=float, default=-0.02, help="vel_div threshold")
     cal.add_argument("--config", help="YAML config overrides (scanner section)")
     cal.add_argument("--seed", type=int, default=42, help="surrogate shuffle seed")
+    cal.add_argument("--fill-limit", help="the fill limit the scans were made with (default: 1d)")
     cal.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cal.set_defaults(func=_calibrate)
 
@@ -52,6 +55,12 @@ def _scanner_config(args: argparse.Namespace):
     return cfg.scanner
 
 
+def _fill_limit(args: argparse.Namespace):
+    from dolphin.data import DEFAULT_FILL_LIMIT, parse_fill_limit
+
+    return DEFAULT_FILL_LIMIT if args.fill_limit is None else parse_fill_limit(args.fill_limit)
+
+
 def _scan(args: argparse.Namespace) -> int:
     from dolphin.core.errors import ConfigError
     from dolphin.core.io import atomic_write_parquet
@@ -62,10 +71,10 @@ def _scan(args: argparse.Namespace) -> int:
         raise ConfigError("dolphin scan needs --bars PATH and --out SCANS.parquet")
     config = _scanner_config(args)
     t0 = time.perf_counter()
-    wide, fill = load_scan_input(args.bars, bar=args.bar, symbols=_csv(args.symbols))
+    wide, real = load_scan_input(args.bars, bar=args.bar, symbols=_csv(args.symbols),
+                                 fill_limit=_fill_limit(args))
     t1 = time.perf_counter()
-    scans = scan_prices_parallel(wide, config, workers=args.workers, fill_fraction=fill,
-                                 source=args.bars)
+    scans = scan_prices_parallel(wide, config, workers=args.workers, real=real, source=args.bars)
     t2 = time.perf_counter()
     atomic_write_parquet(scans, args.out)
     n_assets = wide.shape[1] - 1
@@ -85,6 +94,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         scans = pd.read_parquet(args.scans)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"cannot read scans parquet: {exc}", source=args.scans) from None
-    result = calibrate(scans, args.threshold, _scanner_config(args), seed=args.seed)
+    result = calibrate(scans, args.threshold, _scanner_config(args), seed=args.seed,
+                       fill_limit=_fill_limit(args))
     print(json.dumps(result, indent=2) if args.json else format_calibration(result))
     return 0

@@ -22,6 +22,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     lev.set_defaults(func=run_leverage)
 
 
+def parse_levels(text: str | None) -> list[float] | None:
+    """Parse ``--levels 1,1.5,2``; raise ``BadInputError`` naming the item that is no level."""
+    from dolphin.backtest.leverage_study import check_levels
+    from dolphin.core.errors import BadInputError
+
+    if text is None:
+        return None
+    values = []
+    for item in text.split(","):
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise BadInputError(
+                "leverage level must be a number", field="--levels", value=item.strip()
+            ) from None
+    return check_levels(values)
+
+
 def run_leverage(args: argparse.Namespace) -> int:
     """Run the leverage study; print the table and the peak/knee summary."""
     from dolphin.backtest.leverage_study import DEFAULT_LEVELS, growth_svg, leverage_study
@@ -29,9 +47,7 @@ def run_leverage(args: argparse.Namespace) -> int:
     from dolphin.core.config import load_config
     from dolphin.core.io import atomic_write_text
 
-    levels = (
-        [float(x) for x in args.levels.split(",")] if args.levels else list(DEFAULT_LEVELS)
-    )
+    levels = parse_levels(args.levels) or list(DEFAULT_LEVELS)
     table, summary = leverage_study(
         load_data(args), levels, base=load_config(args.config), n_boot=args.bootstrap,
         seed=args.seed, hell=args.friction == "hell",

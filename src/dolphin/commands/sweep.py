@@ -18,6 +18,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--friction", choices=("default", "hell"), default="default")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--config", type=Path, default=None, help="base YAML of overrides")
+    p.add_argument("--funding", type=Path, default=None,
+                   help="funding rates file/folder: accrue perpetual funding (default: none)")
+    p.add_argument("--forewarner", action=argparse.BooleanOptionalAction, default=False,
+                   help="apply the MC-Forewarner day gate of the shipped model set to every "
+                        "combination (RED halts, ORANGE halves size)")
 
 
 def load_data(args: argparse.Namespace):
@@ -32,8 +37,31 @@ def load_data(args: argparse.Namespace):
         scans = pd.read_parquet(args.scans)
     except (OSError, ValueError) as exc:
         raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    from dolphin.features.funding import load_funding
+    from dolphin.risk.mc_models import load_cached
+
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
-    return prepare(scans, exf, source=str(args.scans))
+    funding = load_funding(args.funding) if getattr(args, "funding", None) else None
+    models = load_cached() if getattr(args, "forewarner", False) else None
+    return prepare(scans, exf, source=str(args.scans), funding=funding, forewarner=models)
+
+
+def print_bar_notes(data, config) -> None:
+    """Print the base config's bar-counted parameters as durations and the data's warnings.
+
+    Each row carries its own ``durations`` and ``warnings`` (``backtest.notes``); this is the
+    line a reader sees before the run.
+    """
+    import numpy as np
+
+    from dolphin.backtest.notes import describe_bars
+    from dolphin.backtest.replay import scan_bar_ns
+
+    notes = describe_bars(scan_bar_ns(data.ts) / 1e9, data.thin, config, np.zeros(0, np.int64))
+    print(f"bar {notes['bar']} (base config): "
+          + ", ".join(f"{k} {v}" for k, v in notes["durations"].items()))
+    for w in notes["warnings"]:
+        print(f"warning: {w}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from dolphin.backtest.sweep_report import render_sweep_report
     from dolphin.backtest.sweep_run import (
         SweepInterruptedError,
+        completed,
         expand_grid,
         load_grid,
         run_sweep,
@@ -62,17 +91,35 @@ def run(args: argparse.Namespace) -> int:
 
     grid = expand_grid(load_grid(args.grid), load_config(args.config))
     data = load_data(args)
-    try:
-        df, summary = run_sweep(
-            data, grid, args.out, hell=args.friction == "hell", workers=args.workers,
-            chunk=args.chunk, progress=not args.no_progress,
-            stop_after_chunks=args.stop_after_chunks,
-        )  # fmt: skip
-    except SweepInterruptedError as exc:
-        print(f"interrupted: {exc}")
-        return 3
+    print_bar_notes(data, load_config(args.config))
+    done = completed(data, grid, args.out, hell=args.friction == "hell")
+    if done is not None:
+        print(f"sweep already complete: {args.out} ({len(done[0])} combinations, same "
+              "scans, friction and grid); nothing recomputed")
+        df, summary = done
+    else:
+        try:
+            df, summary = run_sweep(
+                data, grid, args.out, hell=args.friction == "hell", workers=args.workers,
+                chunk=args.chunk, progress=not args.no_progress,
+                stop_after_chunks=args.stop_after_chunks,
+            )  # fmt: skip
+        except SweepInterruptedError as exc:
+            print(f"interrupted: {exc}")
+            return 3
     report = Path(args.out).with_suffix(".html")
     atomic_write_text(report, render_sweep_report(df, summary, grid.names))
     print(json.dumps(summary, sort_keys=True))
     print(f"sweep {args.out}\nreport {report}")
     return 0
+
+
+def interrupt_note(args: argparse.Namespace, command: str) -> str:
+    """The Ctrl-C line of ``dolphin sweep``: the chunks saved, where, and how to resume."""
+    from dolphin.backtest.sweep_run import saved_parts, work_dir
+
+    parts = saved_parts(Path(args.out))
+    if not parts:
+        return f"no chunk saved yet; re-run: {command}"
+    return (f"{len(parts)} chunk(s) saved in {work_dir(Path(args.out))}; "
+            f"resume with: {command}")

@@ -29,11 +29,15 @@ def run(args: argparse.Namespace) -> int:
     from dolphin.backtest.sweep_run import expand_grid, load_grid
     from dolphin.backtest.walkforward import walk_forward
     from dolphin.core.config import load_config
+    from dolphin.core.errors import BadInputError
     from dolphin.core.io import atomic_write_parquet, atomic_write_text
     from dolphin.features.exf import ExfTable
 
     grid = expand_grid(load_grid(args.grid), load_config(args.config))
-    scans = pd.read_parquet(args.scans)
+    try:
+        scans = pd.read_parquet(args.scans)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     table, stitched = walk_forward(
         scans, grid, args.train_days, args.test_days, select=args.select,

@@ -7,12 +7,19 @@ canonical JSON (sorted keys, shortest float repr), so it is stable across runs a
 
 A YAML file may hold only some fields; they override the champion. Fields may be given inside
 their section (``alpha: {fixed_tp_pct: 0.01}``) or flat (``fixed_tp_pct: 0.01``): every field
-name is unique across sections. Unknown fields are rejected with the file and the field named.
+name is unique across sections. Unknown fields are rejected with the file and the field named
+(and the nearest valid name); duplicate keys, NaN, ±inf and out-of-range values are rejected
+with the offending value shown. Bounds live in the annotations, so they never enter ``id``.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import math
+import re
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,11 +28,21 @@ import yaml
 
 from dolphin.core.errors import ConfigError
 
-Pos = Annotated[float, msgspec.Meta(gt=0)]
-NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+# NaN and ±inf fail every bound, so ``le=_FMAX`` admits exactly the finite floats.
+_FMAX = sys.float_info.max
+Finite = Annotated[float, msgspec.Meta(ge=-_FMAX, le=_FMAX)]
+Pos = Annotated[float, msgspec.Meta(gt=0, le=_FMAX)]
+NonNeg = Annotated[float, msgspec.Meta(ge=0, le=_FMAX)]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
-PosInt = Annotated[int, msgspec.Meta(gt=0)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+# Counts of bars, days, readings and orders: a million is far beyond any sensible setting
+# (1M one-minute bars is ~2 years) and keeps every count a small exact int.
+MAX_COUNT = 1_000_000
+PosInt = Annotated[int, msgspec.Meta(gt=0, le=MAX_COUNT)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+# numpy's legacy seeding (and most RNGs outside it) take a 32-bit seed.
+Seed = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+#: Deepest YAML nesting accepted; a config is two levels deep.
+MAX_YAML_DEPTH = 20
 
 
 class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -37,10 +54,10 @@ class AlphaConfig(_Frozen):
 
     direction: Literal["short", "long"] = "short"
     # §4.1 signal gate
-    vel_div_threshold: float = -0.02
-    vel_div_extreme: float = -0.05
-    long_threshold: float = 0.01
-    long_extreme: float = 0.04
+    vel_div_threshold: Finite = -0.02
+    vel_div_extreme: Finite = -0.05
+    long_threshold: Finite = 0.01
+    long_extreme: Finite = 0.04
     # §6 sizing
     min_leverage: Pos = 0.5
     max_leverage: Pos = 5.0
@@ -74,7 +91,21 @@ class AlphaConfig(_Frozen):
     use_dynamic_leverage: bool = True
     lookback: NonNegInt = 100
     initial_capital: Pos = 25_000.0
-    seed: NonNegInt = 42
+    seed: Seed = 42
+    # Windows and samples that shape results (kept in the config so ``id`` covers them).
+    # §5.1: IRP looks at the last 50 bars; DESIGN.md: no entry while a 50-bar window spans a
+    # flagged data gap; §6.4 gives no minimum sample for the bucket win rate: we require 5.
+    irp_window_bars: PosInt = 50
+    gap_window_bars: NonNegInt = 50
+    bucket_min_trades: NonNegInt = 5
+    # The Bible's HELL test: entries fill with p = 0.48, maker exits with p = 0.35.
+    hell_entry_fill: Unit = 0.48
+    hell_maker_exit_fill: Unit = 0.35
+    # DESIGN.md "No price, no trade": a held asset without a real close for this many bars exits
+    # at its last real close (DATA_END); 0 means ``max_hold_bars``.
+    data_end_bars: NonNegInt = 0
+    # Bible §22.3: the champion's bar-counted parameters were calibrated on 5 s bars.
+    calibration_bar_seconds: PosInt = 5
 
     def __post_init__(self) -> None:
         if not self.vel_div_extreme < self.vel_div_threshold < 0:
@@ -101,14 +132,16 @@ class AcbConfig(_Frozen):
     beta_high: NonNeg = 0.8
     beta_low: NonNeg = 0.2
     w750_threshold_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] = 60.0
-    funding_very_bearish: float = -0.0001
-    funding_bearish: float = 0.0
-    dvol_extreme: float = 80.0
-    dvol_elevated: float = 55.0
-    fng_extreme_fear: float = 25.0
-    fng_fear: float = 40.0
-    taker_selling: float = 0.8
-    taker_mild_selling: float = 0.9
+    # §10.3 warm-up: beta stays beta_low until this many days' w750 medians have been observed
+    w750_warmup_days: NonNegInt = 7
+    funding_very_bearish: Finite = -0.0001
+    funding_bearish: Finite = 0.0
+    dvol_extreme: Finite = 80.0
+    dvol_elevated: Finite = 55.0
+    fng_extreme_fear: Finite = 25.0
+    fng_fear: Finite = 40.0
+    taker_selling: Finite = 0.8
+    taker_mild_selling: Finite = 0.9
 
     def __post_init__(self) -> None:
         pairs = (
@@ -220,7 +253,7 @@ class DolphinConfig(_Frozen):
 
 #: Declared id of the frozen SHORT champion (``DolphinConfig()``). Production entry points refuse
 #: any other id; a test pins it so a silent change of a default cannot pass unnoticed.
-CHAMPION_BLUE_ID = "1740dc161ec942afa920ed5ddbb89a69ab21eeb0b87bd606a0861775cb828b10"
+CHAMPION_BLUE_ID = "296b567fc547458d0d47b28d4961caa4c4c94b0f5144971234c109d18edc8f32"
 
 SECTIONS: dict[str, type[_Frozen]] = {
     "alpha": AlphaConfig,
@@ -243,21 +276,84 @@ def canonical_json(config: DolphinConfig) -> bytes:
     return msgspec.json.encode(config, order="sorted")
 
 
+def _suggest(name: object, candidates: Iterable[str]) -> str:
+    """Return "; did you mean `x`?" for the valid name nearest to ``name``, or ""."""
+    match = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean `{match[0]}`?" if match else ""
+
+
+def _unknown_field(key: object, section: str | None, source: str) -> ConfigError:
+    if section is None:
+        hint = _suggest(key, [*SECTIONS, *FIELD_SECTION])
+        return ConfigError(f"{source}: unknown field {key!r}{hint}")
+    home = FIELD_SECTION.get(key) if isinstance(key, str) else None
+    hint = (
+        f"; it belongs in section {home!r}"
+        if home
+        else _suggest(key, SECTIONS[section].__struct_fields__)
+    )
+    return ConfigError(f"{source}: unknown field `{key}` in section {section!r}{hint}")
+
+
+def _section_fields(key: str, value: Any, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{source}: section {key!r} must be a mapping, got {type(value).__name__}"
+        )
+    for name in value:
+        if name not in SECTIONS[key].__struct_fields__:
+            raise _unknown_field(name, key, source)
+    return value
+
+
 def _split_overrides(data: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
-    """Sort top-level keys into sections; flat field names are routed to their section."""
+    """Sort top-level keys into sections; flat field names are routed to their section.
+
+    A field given twice (flat and inside its section) is refused: which one wins would be an
+    accident of key order.
+    """
     out: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in data.items():
         if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(
-                    f"{source}: section {key!r} must be a mapping, got {type(value).__name__}"
-                )
-            out[key].update(value)
+            fields = _section_fields(key, value, source)
         elif key in FIELD_SECTION:
-            out[FIELD_SECTION[key]][key] = value
+            fields = {key: value}
+            key = FIELD_SECTION[key]
         else:
-            raise ConfigError(f"{source}: unknown field {key!r}")
+            raise _unknown_field(key, None, source)
+        twice = sorted(set(fields) & set(out[key]))
+        if twice:
+            raise ConfigError(f"{source}: field {twice[0]!r} is given twice (flat and in {key!r})")
+        out[key].update(fields)
     return out
+
+
+def _check_finite(merged: dict[str, dict[str, Any]], source: str) -> None:
+    """Refuse NaN and ±inf in every float field, whatever its annotation says."""
+    for section, fields in merged.items():
+        for name, value in fields.items():
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+                raise ConfigError(
+                    f"{source}: {section}.{name} must be a finite number (value: {value!r})"
+                )
+
+
+_PATH_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
+
+
+def _value_at(merged: dict[str, Any], message: str) -> str:
+    """Return " (value: x)" for the ``$.section.field[i]`` path a msgspec error names, or ""."""
+    match = re.search(r"at `\$((?:\.\w+|\[\d+\])+)`", message)
+    if match is None:
+        return ""
+    value: Any = merged
+    try:
+        for name, index in _PATH_STEP.findall(match.group(1)):
+            value = value[name] if name else value[int(index)]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    return f" (value: {value!r})"
 
 
 def resolve_overrides(
@@ -268,6 +364,7 @@ def resolve_overrides(
     merged = base.to_dict()
     for section, fields in _split_overrides(data, source).items():
         merged[section].update(fields)
+    _check_finite(merged, source)
     try:
         return msgspec.convert(merged, DolphinConfig)
     except ConfigError as exc:
@@ -276,7 +373,76 @@ def resolve_overrides(
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ConfigError):
             raise ConfigError(f"{source}: {cause}") from None
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {exc}{_value_at(merged, str(exc))}") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and nesting deeper than ``MAX_YAML_DEPTH``."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # merge keys may override on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key!r}", key_node.start_mark,
+                    )  # fmt: skip
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, name: str) -> Any:
+    """Parse YAML ``text`` strictly (no duplicate keys, bounded depth); ``name`` is for marks."""
+    loader = _StrictLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def read_yaml_file(path: str | Path, what: str = "config") -> Any:
+    """Read a YAML file strictly (UTF-8, no duplicate keys, bounded depth); typed errors only."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read {what} ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte {raw[exc.start : exc.start + 1]!r} at offset {exc.start})"
+        ) from None
+    try:
+        return parse_yaml(text, str(p))
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML (nested too deeply)") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise plain ValueError on e.g. a date like 2021-02-30.
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
 
 
 def load_config(path: str | Path | None = None) -> DolphinConfig:
@@ -284,14 +450,7 @@ def load_config(path: str | Path | None = None) -> DolphinConfig:
     if path is None:
         return DolphinConfig()
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    data = read_yaml_file(p, "config")
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -71,6 +71,10 @@ class BadPriceError(DataError):
     """A price is NaN, infinite, zero or negative."""
 
 
+class InconsistentPriceError(BadPriceError):
+    """A bar's prices contradict each other: high below low, or open/close outside [low, high]."""
+
+
 class BadVolumeError(DataError):
     """A volume is NaN, infinite or negative."""
 
@@ -81,6 +85,10 @@ class MixedBarSizeError(DataError):
 
 class UnsupportedFormatError(DataError):
     """The file is not in any format the loaders know."""
+
+
+class MalformedRowError(DataError):
+    """A row of a text file has more or fewer fields than the file's other rows."""
 
 
 class ConfigError(DolphinError, ValueError):

@@ -4,13 +4,20 @@ Every writer goes through :func:`atomic_path`: it hands out a temporary path in 
 directory as the target (so the final ``os.replace`` is a rename within one file system and
 therefore atomic), flushes it to disk, then renames it over the target. On any error the
 temporary file is removed and the target is left untouched (DESIGN.md, "Failure behaviour").
+
+A process killed hard (SIGKILL, power loss) cannot remove its temporary file. Temporary names
+carry the writer's pid (``.<target>.<pid>-<random>.tmp``), so :func:`remove_stale_temps` can tell
+a leftover of a dead writer from a file another live process is still writing, and removes only
+names of that shape: never anything this module did not create.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +26,73 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TEMP_SUFFIX = ".tmp"
+#: ``.<target>.<pid>-<12 hex>.tmp``; the older ``.<target>.<12 hex>.tmp`` (no pid) is matched too.
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.(?:(?P<pid>\d+)-)?[0-9a-f]{12}\.tmp$")
+#: A pid-less (older) temporary file is only removed once it is this old: its writer is unknown.
+LEGACY_TEMP_AGE_S = 3600.0
 
 
 def _temp_name(target: Path) -> Path:
-    # Hidden and suffixed so globbing for "*.parquet" never picks up a file being written.
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    # Hidden and suffixed so globbing for "*.parquet" never picks up a file being written; the
+    # pid makes names unique across processes and lets a later run spot a dead writer's file.
+    return target.with_name(
+        f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def _is_stale_temp(path: Path, prefix: str, now: float) -> bool:
+    m = _TEMP_RE.match(path.name)
+    if m is None or not m["target"].startswith(prefix):
+        return False
+    if m["pid"] is not None:
+        return not _pid_alive(int(m["pid"]))
+    try:
+        return now - path.stat().st_mtime > LEGACY_TEMP_AGE_S
+    except OSError:
+        return False
+
+
+def _dirs(root: Path, depth: int) -> Iterator[Path]:
+    yield root
+    if depth > 0:
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and not child.is_symlink():
+                yield from _dirs(child, depth - 1)
+
+
+def remove_stale_temps(
+    directory: str | os.PathLike[str], *, prefix: str = "", depth: int = 0
+) -> list[Path]:
+    """Remove this module's temporary files left in ``directory`` by writers that died.
+
+    Only names of the :func:`atomic_path` shape whose target starts with ``prefix`` are
+    considered, in ``directory`` and its sub-folders down to ``depth`` levels; a file whose
+    writer is still alive is kept. Returns the removed paths (none when ``directory`` does not
+    exist).
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    now, removed = time.time(), []
+    for folder in _dirs(root, depth):
+        for path in folder.glob(f".*{TEMP_SUFFIX}"):
+            if path.is_file() and _is_stale_temp(path, prefix, now):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 def _fsync_file(path: Path) -> None:

@@ -16,6 +16,8 @@ EXIT_MAX_HOLD = 2
 EXIT_HIBERNATE_HALT = 3
 EXIT_SUBDAY_ACB = 4
 EXIT_END_OF_DATA = 5
+#: DESIGN.md "No price, no trade": the held asset had no real close for ``data_end_bars`` bars.
+EXIT_DATA_END = 6
 EXIT_REASONS = (
     "FIXED_TP",
     "STOP_LOSS",
@@ -23,6 +25,7 @@ EXIT_REASONS = (
     "HIBERNATE_HALT",
     "SUBDAY_ACB_NORMALIZATION",
     "END_OF_DATA",
+    "DATA_END",
 )
 
 #: Postures (Bible §11.5, §11.7).
@@ -56,6 +59,7 @@ TRADE_DTYPE = np.dtype(
         ("entry_fee", np.float64),
         ("exit_fee", np.float64),
         ("ob_edge_pct", np.float64),
+        ("funding", np.float64),
         ("pnl_pct", np.float64),
         ("pnl", np.float64),
         ("capital_after", np.float64),

@@ -17,6 +17,8 @@ _UNITS = {
     "w": pd.Timedelta(weeks=1),
 }
 _BAR_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+# The longest bar accepted: beyond a year a "bar" is a typo.
+MAX_BAR = pd.Timedelta(days=366)
 # Largest unit first so 60m formats as 1h and 1440m as 1d.
 _FORMAT_UNITS = (("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 
@@ -27,16 +29,17 @@ def parse_bar(text: str) -> pd.Timedelta:
     Units are Binance's kline intervals (``m`` is minutes). Pandas spellings such as ``"1min"``
     are accepted too. Months are rejected: they have no fixed length, so no regular grid.
     """
-    match = _BAR_RE.match(text)
-    if match:
-        bar = int(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        try:
-            bar = pd.Timedelta(text)
-        except ValueError:
-            bar = pd.NaT
-    if bar is pd.NaT or pd.isna(bar) or bar <= pd.Timedelta(0):
-        raise BadInputError("not a positive bar size like 1m, 5m, 1h, 1d", field="bar", value=text)
+    match = _BAR_RE.match(text) if isinstance(text, str) else None
+    try:  # a long digit string overflows Timedelta: OverflowError, refused below
+        bar = int(match.group(1)) * _UNITS[match.group(2)] if match else pd.Timedelta(text)
+    except (ValueError, TypeError, OverflowError):
+        bar = pd.NaT
+    if bar is pd.NaT or pd.isna(bar) or not pd.Timedelta(0) < bar <= MAX_BAR:
+        raise BadInputError(
+            f"not a positive bar size like 1m, 5m, 1h, 1d (at most {MAX_BAR.days}d)",
+            field="bar",
+            value=text,
+        )
     return bar
 
 
@@ -44,9 +47,14 @@ def to_bar(bar: str | pd.Timedelta) -> pd.Timedelta:
     """Return ``bar`` as a positive Timedelta (parsing strings with :func:`parse_bar`)."""
     if isinstance(bar, str):
         return parse_bar(bar)
-    td = pd.Timedelta(bar)
-    if pd.isna(td) or td <= pd.Timedelta(0):
-        raise BadInputError("bar size must be positive", field="bar", value=str(bar))
+    try:
+        td = pd.Timedelta(bar)
+    except (ValueError, TypeError, OverflowError):
+        td = pd.NaT
+    if pd.isna(td) or not pd.Timedelta(0) < td <= MAX_BAR:
+        raise BadInputError(
+            f"bar size must be positive and at most {MAX_BAR.days}d", field="bar", value=str(bar)
+        )
     return td
 
 

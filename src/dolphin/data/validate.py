@@ -140,7 +140,11 @@ def _check_symbol_bars(codes, ts, positions, spacings, bar, loc, names) -> None:
 
 
 def validate_bars(
-    df: pd.DataFrame, *, source: str = "<frame>", rows: np.ndarray | None = None
+    df: pd.DataFrame,
+    *,
+    source: str = "<frame>",
+    rows: np.ndarray | None = None,
+    text: bool = False,
 ) -> pd.DataFrame:
     """Validate a long bar frame and return it in the canonical long layout.
 
@@ -148,21 +152,26 @@ def validate_bars(
     ``symbol`` (category, categories sorted), ``open, high, low, close, volume`` (float64),
     sorted by symbol then timestamp with a fresh RangeIndex. ``df`` is taken in file order;
     ``rows`` gives each row's 0-based row in the file when that differs from its position.
+    ``text=True`` parses string values as numbers (a text format such as CSV); otherwise a
+    string, boolean or other non-number where a number belongs is refused. Besides types, the
+    checks are: timestamps inside ``columns.EARLIEST .. LATEST``, unique and increasing within
+    a symbol, on one bar grid; prices finite and positive with low <= open, close <= high;
+    volume finite and non-negative; symbols printable text.
     Raises a typed ``DataError`` subclass naming ``source``, the row and the value.
     """
-    return validate_with_rows(df, source=source, rows=rows)[0]
+    return validate_with_rows(df, source=source, rows=rows, text=text)[0]
 
 
 def validate_with_rows(
-    df: pd.DataFrame, *, source: str, rows: np.ndarray | None = None
+    df: pd.DataFrame, *, source: str, rows: np.ndarray | None = None, text: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Like :func:`validate_bars`; also return each output row's 0-based row in the file."""
     require_columns(df, LONG_COLUMNS, source)
     loc = Locator((source,), np.arange(len(df)) if rows is None else np.asarray(rows))
-    ts = to_utc_ns(df["timestamp"], source)
+    ts = to_utc_ns(df["timestamp"], source, text=text)
     symbols = to_symbols(df["symbol"], source)
-    prices = to_prices(df, source)
-    volume = to_volume(df["volume"], source)
+    prices = to_prices(df, source, text=text)
+    volume = to_volume(df["volume"], source, text=text)
     codes = symbols.codes.astype(np.int64)
     order = None
     if codes.size and np.any(codes[1:] < codes[:-1]):

@@ -1,4 +1,10 @@
-"""Read aligned wide close files, and load any bar file as a wide frame (the scanner's input)."""
+"""Read aligned wide close files, and load any bar file as a wide frame (the scanner's input).
+
+An aligned wide parquet (what ``dolphin data align`` writes) holds REAL closes: NaN where a
+symbol had no bar. Loading one applies the same causal fill as a long file
+(:func:`dolphin.data.align.fill_closes`). A legacy file written forward-filled cannot say which
+bars were filled: every finite cell of it is read as a real close.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from dolphin.core.errors import (
     MixedBarSizeError,
     UnsortedTimestampError,
 )
-from dolphin.data.align import TIMESTAMP, align_closes
+from dolphin.data.align import DEFAULT_FILL_LIMIT, TIMESTAMP, fill_closes, real_closes
 from dolphin.data.bars import format_bar, to_bar
 from dolphin.data.columns import require_columns, to_utc_ns
 from dolphin.data.loaders import LONG_PARQUET, detect_format, load_bars, parquet_columns
@@ -90,7 +96,11 @@ def validate_wide(df: pd.DataFrame, *, source: str = "<frame>") -> pd.DataFrame:
 
 
 def read_wide(path: str | Path) -> pd.DataFrame:
-    """Read an aligned wide parquet (``timestamp`` + one float column per symbol), validated."""
+    """Read an aligned wide parquet (``timestamp`` + one float column per symbol), validated.
+
+    The cells are returned as stored: real closes, NaN where there was no bar (a legacy
+    forward-filled file reads as all-real).
+    """
     source = str(path)
     try:
         df = pd.read_parquet(path)
@@ -120,7 +130,8 @@ def _reshape_wide(
             field="bar",
             value=format_bar(target),
         )
-    # Same rule as align_closes: the last close inside each coarse bar, labelled by open time.
+    # Same rule as real_closes: the last real close inside each coarse bar (groupby.last skips
+    # NaN), labelled by its open time; a coarse bar with none is NaN.
     keys = wide[TIMESTAMP].dt.floor(target)
     out = wide.drop(columns=TIMESTAMP).groupby(keys.to_numpy()).last()
     out = out.reindex(pd.date_range(out.index[0], out.index[-1], freq=target))
@@ -128,19 +139,34 @@ def _reshape_wide(
     return out.reset_index()
 
 
-def load_wide(
+def load_real_closes(
     path: str | Path,
     *,
     bar: str | pd.Timedelta | None = None,
     symbols: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Return the aligned wide close frame of any bar file, directory or aligned wide parquet.
+    """Return the real close matrix of any bar file, directory or aligned wide parquet.
 
     A parquet without a ``symbol`` column (and without freqtrade's ``date``) is taken as an
-    aligned wide file and read with :func:`read_wide`; anything else is loaded with
-    :func:`load_bars` and aligned with :func:`align_closes`.
+    aligned wide file, read with :func:`read_wide` and resampled/selected; anything else is
+    loaded with :func:`load_bars` and aligned with :func:`real_closes`. NaN = no real bar.
     """
     path = Path(path)
     if detect_format(path) == LONG_PARQUET and "symbol" not in parquet_columns(path):
         return _reshape_wide(read_wide(path), bar, symbols, str(path))
-    return align_closes(load_bars(path), bar=bar, symbols=symbols)
+    return real_closes(load_bars(path), bar=bar, symbols=symbols)
+
+
+def load_wide(
+    path: str | Path,
+    *,
+    bar: str | pd.Timedelta | None = None,
+    symbols: Sequence[str] | None = None,
+    fill_limit: str | pd.Timedelta = DEFAULT_FILL_LIMIT,
+) -> pd.DataFrame:
+    """Return the aligned, causally filled close frame of any bar file or aligned wide parquet.
+
+    ``fill_closes(load_real_closes(path, bar=bar, symbols=symbols), fill_limit=fill_limit)``.
+    """
+    real = load_real_closes(path, bar=bar, symbols=symbols)
+    return fill_closes(real, fill_limit=fill_limit)

@@ -43,7 +43,7 @@ def _exchange_ticks(assets: list[str], exchange_info: str | Path | None) -> dict
     return ticks
 
 
-def _engine(initial: float, log_level: str):
+def _engine(initial: float, log_level: str, modules: list):
     from nautilus_trader.backtest.engine import BacktestEngine
     from nautilus_trader.backtest.models import FillModel
     from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
@@ -66,6 +66,7 @@ def _engine(initial: float, log_level: str):
         fill_model=FillModel(prob_fill_on_limit=1.0, prob_slippage=0.0),
         use_message_queue=False,
         bar_execution=False,
+        modules=modules,
     )
     return engine
 
@@ -79,15 +80,24 @@ def run_nautilus_backtest(
     exchange_info: str | Path | None = None,
     source: str = "scans",
     log_level: str = "ERROR",
+    funding: pd.DataFrame | None = None,
+    mc_gate: Any = None,
 ) -> tuple[ReplayResult, dict[str, Any]]:
-    """Run the scans through a BacktestEngine; return the result and run statistics."""
+    """Run the scans through a BacktestEngine; return the result and run statistics.
+
+    ``funding`` is booked on the venue account by a ``FundingModule`` at each funding time the
+    engine accrues; ``mc_gate`` is the day's MC-Forewarner (None: open, reported ``off``).
+    """
     from dolphin.alpha.engine import NDAlphaEngine
+    from dolphin.backtest.replay import run_notes_metrics, scan_bar_ns
     from dolphin.execution.core import DolphinCore
     from dolphin.execution.costs import venue_config
     from dolphin.execution.data import SCAN_CLIENT, scan_custom_data, scan_quotes
+    from dolphin.execution.funding import FundingModule
     from dolphin.execution.instruments import build_instruments
     from dolphin.execution.results import assemble
     from dolphin.execution.strategy import DolphinStrategy, DolphinStrategyConfig
+    from dolphin.features.funding import funding_events
     from dolphin.risk.acb import AdaptiveCircuitBreaker
 
     assets = validate_scans(scans, source)
@@ -100,20 +110,26 @@ def run_nautilus_backtest(
     spread = 0.0 if parity else REALISTIC_SPREAD_TICKS
     quotes = scan_quotes(scans, instruments, spread_ticks=spread,
                          exchange_ticks=_exchange_ticks(assets, exchange_info))
-    custom = scan_custom_data(scans, source)
-    engine = _engine(initial, log_level)
+    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    custom = scan_custom_data(scans, source,
+                              funding=funding_events(funding, ts, scan_bar_ns(ts), assets))
+    module = FundingModule()
+    engine = _engine(initial, log_level, [module])
     for inst in instruments.values():
         engine.add_instrument(inst)
     for sym in assets:  # FACTS: one list per instrument, sort only on the last call
         engine.add_data(quotes[sym], sort=False)
     engine.add_data(custom, client_id=SCAN_CLIENT, sort=True)
-    core = DolphinCore(NDAlphaEngine(cfg, assets), acb=AdaptiveCircuitBreaker(cfg.acb, exf))
-    strategy = DolphinStrategy(DolphinStrategyConfig(strategy_id="DOLPHIN-001"), core)
+    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate),
+                       acb=AdaptiveCircuitBreaker(cfg.acb, exf))
+    strategy = DolphinStrategy(DolphinStrategyConfig(strategy_id="DOLPHIN-001"), core,
+                               funding_sink=module.book)
     engine.add_strategy(strategy)
     t1 = time.perf_counter()
     engine.run()
     t2 = time.perf_counter()
     result = assemble(scans, core, strategy.trips.done, strategy.equity, cfg, initial)
+    result.metrics.update(run_notes_metrics(result.trades, funding, mc_gate, scans, config))
     stats = {
         "bars": len(scans),
         "assets": len(assets),
@@ -122,6 +138,8 @@ def run_nautilus_backtest(
         "setup_s": t1 - t0,
         "run_s": t2 - t1,
         "stale_state_events": core.stale_state_events,
+        "funding_booked": module.total_paid,
+        "funding_payments": module.payments,
     }
     engine.dispose()
     return result, stats
@@ -140,33 +158,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--factors", type=Path, default=None)
     p.add_argument("--exchange-info", type=Path, default=None)
     p.add_argument("--parity", action="store_true")
+    p.add_argument("--funding", type=Path, default=None)
+    p.add_argument("--no-forewarner", action="store_true")
     args = p.parse_args(argv)
     try:
         scans = pd.read_parquet(args.scans)
     except (OSError, ValueError) as exc:
         raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    from dolphin.backtest.gates import run_gates
+    from dolphin.core.io import atomic_write_text
+
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
+    config = load_config(args.config)
+    funding, gate = run_gates(config, args.funding, not args.no_forewarner)
     result, stats = run_nautilus_backtest(
-        scans, load_config(args.config), exf=exf, parity=args.parity,
-        exchange_info=args.exchange_info, source=str(args.scans),
+        scans, config, exf=exf, parity=args.parity,
+        exchange_info=args.exchange_info, source=str(args.scans), funding=funding, mc_gate=gate,
     )
     write_outputs(result, args.out)
-    (args.out / "nautilus_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    atomic_write_text(args.out / "nautilus_stats.json", json.dumps(stats, indent=2) + "\n")
     return 0
 
 
 def run_in_subprocess(
     scans_path: Path, out: Path, *, config: Path | None = None, factors: Path | None = None,
     exchange_info: Path | None = None, parity: bool = False, timeout_s: float = 1800,
+    funding: Path | None = None, forewarner: bool = True,
 ) -> dict[str, Any]:
     """Run one Nautilus backtest in a fresh interpreter; return its stats (files in ``out``)."""
     cmd = [sys.executable, "-m", "dolphin.execution.backtest", str(scans_path), str(out)]
     for flag, value in (("--config", config), ("--factors", factors),
-                        ("--exchange-info", exchange_info)):
+                        ("--exchange-info", exchange_info), ("--funding", funding)):
         if value is not None:
             cmd += [flag, str(value)]
     if parity:
         cmd.append("--parity")
+    if not forewarner:
+        cmd.append("--no-forewarner")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"nautilus backtest failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -201,10 +229,14 @@ def run_command(args: Any, config: DolphinConfig) -> int:
         scans = pd.read_parquet(args.scans)
     except (OSError, ValueError) as exc:
         raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    from dolphin.backtest.gates import run_gates
+
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     src = str(args.scans)
-    internal = (run_parity_replay(scans, config, exf=exf, source=src) if args.parity
-                else run_replay(scans, config, exf=exf, source=src))
+    funding, gate = run_gates(config, args.funding, args.forewarner)
+    kw = {"exf": exf, "source": src, "funding": funding, "mc_gate": gate}
+    internal = (run_parity_replay(scans, config, **kw) if args.parity
+                else run_replay(scans, config, **kw))
     label_i = "internal (parity costs)" if args.parity else "internal (default costs)"
     if args.engine == "internal":
         write_outputs(internal, args.out)
@@ -212,7 +244,8 @@ def run_command(args: Any, config: DolphinConfig) -> int:
     else:
         stats = run_in_subprocess(Path(args.scans), Path(args.out), config=args.config,
                                   factors=args.factors, exchange_info=args.exchange_info,
-                                  parity=args.parity)
+                                  parity=args.parity, funding=args.funding,
+                                  forewarner=args.forewarner)
         main = _load_result(Path(args.out))
         label = "nautilus (parity costs)" if args.parity else "nautilus (venue fills)"
         other, other_label = internal, label_i
@@ -224,7 +257,10 @@ def run_command(args: Any, config: DolphinConfig) -> int:
     report = Path(args.out) / "report.html"
     atomic_write_text(report, render_report(main, label=label, other=other,
                                             other_label=other_label))
+    from dolphin.backtest.notes import notes_lines
+
     print(json.dumps(main.metrics, sort_keys=True))
+    print("\n".join(notes_lines(main.metrics)))
     print(f"report {report}")
     return 0
 

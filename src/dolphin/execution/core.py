@@ -2,16 +2,18 @@
 
 ``DolphinCore`` is what the Nautilus ``DolphinStrategy`` delegates to: the ACB pending-flag
 handoff (§14.2, on the store's ``PendingSlot``), the UTC date boundary (end_day/begin_day with the
-daily ACB exactly as the internal replay computes it), the posture read with its APEX default
-(§14.6), the HIBERNATE guard, the ``_GateSnap`` stale-state check (§14.3) and the replay/live
-differences (§14.4: dedup on scan number and a staleness warning in live mode). It returns order
-intents; it never decides a trade itself — ``NDAlphaEngine.step_bar`` does.
+daily ACB exactly as the internal replay computes it), the posture read (§14.6, but TURTLE,
+never APEX, when unknown: ``execution.guards``), the HIBERNATE guard, the ``_GateSnap``
+stale-state check (§14.3) and the replay/live differences (§14.4: dedup on scan number and a
+staleness warning in live mode). It returns order intents; it never decides a trade itself —
+``NDAlphaEngine.step_bar`` does.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -21,7 +23,9 @@ import pandas as pd
 
 from dolphin.alpha import layout as lay
 from dolphin.alpha.engine import DaySummary, NDAlphaEngine
-from dolphin.core.records import POSTURES
+from dolphin.core.errors import BadInputError
+from dolphin.execution.guards import POSTURE_MAX_AGE_S, PostureGuard, validate_acb_update
+from dolphin.features.funding import FundingEvents
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.store.events import PendingSlot
 from dolphin.store.ports import EntryEvent
@@ -44,8 +48,9 @@ class ScanInput:
     v750_vel: float
     data_gap: bool
     vol_ok: bool
-    prices: np.ndarray
+    prices: np.ndarray  # REAL closes: NaN where an asset has no real bar (no trade on it)
     is_last: bool = False
+    funding: tuple[np.ndarray, np.ndarray] | None = None  # this bar's (asset, rate) events
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +82,12 @@ class StepOutcome:
     skipped: str = ""
     stale_state: bool = False
     trades: np.ndarray | None = None
+    funding_paid: float = 0.0  # funding the position paid on this bar (drivers book it)
 
 
-PostureSource = Callable[[], str]
+PostureSource = Callable[[], Any]
+"""Returns the posture: a ``DOLPHIN_SAFETY`` cell snapshot/record, a posture string or None
+(``execution.guards.judge_posture`` says how each is judged)."""
 
 
 class DolphinCore:
@@ -94,9 +102,14 @@ class DolphinCore:
         acb: AdaptiveCircuitBreaker | None = None,
         live_mode: bool = False,
         stale_after_s: float = STALE_SCAN_S,
+        posture_max_age_s: float = POSTURE_MAX_AGE_S,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        # posture_max_age_s: a posture older than this is stale -> TURTLE (default three
+        # watchdog periods, 3 x 10 s; execution/guards.py); clock: wall time in int64 ns UTC.
         self.engine = engine
         self.posture_source = posture_source
+        self.posture_guard = PostureGuard(max_age_s=posture_max_age_s, clock=clock)
         self.acb = acb
         self.live_mode = live_mode
         self.stale_after_s = stale_after_s
@@ -113,7 +126,6 @@ class DolphinCore:
         self.day_acb: list[Any] = []
         self._acb_day: Any = None
         self._day_v750: list[float] = []
-        self._store_down_logged = False
 
     # ------------------------------------------------------------ §14.2 ACB handoff
     def on_acb_event(self, event: EntryEvent) -> None:
@@ -121,32 +133,37 @@ class DolphinCore:
         self.acb_slot.on_event(event)
 
     def drain_acb(self) -> dict[str, Any] | None:
-        """Event-loop thread: take the newest pending ACB value and apply it to the engine."""
+        """Event-loop thread: take the newest pending ACB value and apply it to the engine.
+
+        An update that is not finite or outside what the ACB can produce (``guards.acb_bounds``)
+        is refused with a log line; the boost and beta in force are kept.
+        """
         record = self.acb_slot.take()
-        if record is None or not isinstance(record.data, dict):
+        if record is None:
             return None
-        boost = float(record.data.get("boost", 1.0))
-        beta = float(record.data.get("beta", 0.0))
+        try:
+            boost, beta = validate_acb_update(record.data, self.engine.config.acb)
+        except BadInputError as exc:
+            s = self.engine.state
+            log.warning("ACB update refused (%s); keeping boost %.4f, beta %.4f", exc,
+                        float(s[lay.S_DAY_BOOST]), float(s[lay.S_DAY_BETA]))
+            return None
         self.engine.update_acb_boost(boost, beta)
         return {"boost": boost, "beta": beta}
 
     # ------------------------------------------------------------ §14.6 posture
     def read_posture(self) -> str:
-        """Return the store's posture; APEX (logged once per outage) when it cannot be read."""
+        """Return the posture to trade under.
+
+        With a posture source (the live trader reading ``DOLPHIN_SAFETY``): its posture, or
+        TURTLE when it is missing, unreadable, unknown, future-dated or older than
+        ``posture_max_age_s`` (reason logged once per outage). Never APEX by default: DESIGN.md
+        overrules the Bible's §14.6. Without a source (replay, Nautilus backtest) nothing is
+        supervised and the engine runs at APEX, as ``dolphin backtest`` does.
+        """
         if self.posture_source is None:
             return "APEX"
-        try:
-            posture = self.posture_source()
-        except Exception as exc:  # any store failure degrades to the documented default
-            if not self._store_down_logged:
-                log.warning("posture unreadable (%s): defaulting to APEX", exc)
-                self._store_down_logged = True
-            return "APEX"
-        self._store_down_logged = False
-        if posture not in POSTURES:
-            log.warning("posture %r unknown: defaulting to APEX", posture)
-            return "APEX"
-        return posture
+        return self.posture_guard.read(self.posture_source)
 
     # ------------------------------------------------------------ §14.1 date boundary
     def roll_date(self, bar_ts_ns: int) -> bool:
@@ -229,18 +246,20 @@ class DolphinCore:
         eng = self.engine
         bar = scan.bar_index if not self.live_mode else self.total_bars
         was_open = eng.in_position
+        accrued = eng.funding_accrued
         closed = eng.step_bar(
             bar, scan.bar_ts_ns, scan.vel_div, scan.prices,
-            data_gap=scan.data_gap, vol_ok=scan.vol_ok,
+            data_gap=scan.data_gap, vol_ok=scan.vol_ok, funding=scan.funding,
         )
         self.bar_idx_today += 1
         self.total_bars += 1
         if scan.is_last and eng.in_position:
             closed = np.concatenate([closed, eng.close_open_position(bar, scan.bar_ts_ns)])
+        paid = eng.funding_accrued + float(closed["funding"].sum()) - accrued
         intents = [self._close_intent(t) for t in closed]
         if eng.in_position and (not was_open or len(closed)):
             intents.append(self._open_intent())
-        return StepOutcome(intents=intents, trades=closed)
+        return StepOutcome(intents=intents, trades=closed, funding_paid=paid)
 
     def _close_intent(self, trade: np.void) -> OrderIntent:
         from dolphin.core.records import EXIT_REASONS
@@ -270,15 +289,17 @@ class DolphinCore:
 
 
 def bar_ns(scans: pd.DataFrame) -> int:
-    """Return the bar length of a scan frame in ns (the median step of its timestamps)."""
-    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    if len(ts) < 2:
-        return 60_000_000_000
-    return int(np.median(np.diff(ts)))
+    """Return the bar length of a scan frame in ns (``backtest.replay.scan_bar_ns``)."""
+    from dolphin.backtest.replay import scan_bar_ns
+
+    return scan_bar_ns(scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64))
 
 
-def scan_inputs(scans: pd.DataFrame, assets: list[str]) -> list[ScanInput]:
-    """Return the scans as ``ScanInput`` rows (the last one flagged ``is_last``)."""
+def scan_inputs(
+    scans: pd.DataFrame, assets: list[str], funding: FundingEvents | None = None
+) -> list[ScanInput]:
+    """Return the scans as ``ScanInput`` rows (the last one flagged ``is_last``), each with its
+    bar's funding events."""
     ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     vd = scans["vel_div"].to_numpy(dtype=np.float64)
     v750 = scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64)
@@ -295,8 +316,9 @@ def scan_inputs(scans: pd.DataFrame, assets: list[str]) -> list[ScanInput]:
     )
     prices = np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64))
     n = len(scans)
+    fund = funding if funding is not None else FundingEvents.none(n)
     return [
         ScanInput(i, int(ts[i]), int(num[i]), float(vd[i]), float(v750[i]), bool(gap[i]),
-                  bool(vol[i]), prices[i], i == n - 1)
+                  bool(vol[i]), prices[i], i == n - 1, fund.bar(i))
         for i in range(n)
     ]

@@ -14,12 +14,14 @@ from __future__ import annotations
 import pandas as pd
 
 from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.alpha.interfaces import McGate
 from dolphin.alpha.nb import TAKER_FEE
-from dolphin.backtest.replay import ReplayResult, validate_scans
+from dolphin.backtest.replay import ReplayResult, run_notes_metrics, scan_bar_ns, validate_scans
 from dolphin.core.config import DolphinConfig
 from dolphin.execution.core import DolphinCore, OrderIntent, ScanInput, scan_inputs
 from dolphin.execution.tradelog import RoundTrips
 from dolphin.features.exf import ExfTable
+from dolphin.features.funding import funding_events
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 
 PARITY_SIZE_PRECISION = 8
@@ -44,8 +46,9 @@ class ParityFills:
         self.trips = RoundTrips()
 
     def fill(self, intent: OrderIntent, scan: ScanInput) -> None:
-        """Fill one intent at the scan close (a close fills the open trip's whole quantity)."""
-        price = float(scan.prices[self.core.engine.assets.index(intent.asset)])
+        """Fill one intent at the asset's last real close (the scan's close on a real bar; a
+        DATA_END / END_OF_DATA close on a bar without one fills at the last real close)."""
+        price = self._price(intent.asset)
         if intent.action == "OPEN":
             qty = round(intent.notional / intent.ref_price, PARITY_SIZE_PRECISION)
             side = intent.direction
@@ -60,12 +63,19 @@ class ParityFills:
             self.balance += done.direction * (done.exit_cost - done.entry_cost)
             self.core.sync_capital(self.balance)
 
+    def _price(self, asset: str) -> float:
+        engine = self.core.engine
+        return engine.last_price(engine.assets.index(asset))
+
+    def book_funding(self, paid: float) -> None:
+        """Take the bar's funding payment from the balance (the venue's funding transfer)."""
+        self.balance -= paid
+
     def mark(self, scan: ScanInput) -> float:
-        """Return the balance plus the open trip's unrealised PnL at the scan's closes."""
+        """Return the balance plus the open trip's unrealised PnL at its last real close."""
         eq = self.balance
         for asset in self.trips.open:
-            price = float(scan.prices[self.core.engine.assets.index(asset)])
-            eq += self.trips.unrealized(asset, price)
+            eq += self.trips.unrealized(asset, self._price(asset))
         return eq
 
 
@@ -75,19 +85,27 @@ def run_parity_replay(
     *,
     exf: ExfTable | None = None,
     source: str = "scans",
+    funding: pd.DataFrame | None = None,
+    mc_gate: McGate | None = None,
 ) -> ReplayResult:
     """Replay ``scans`` internally under the parity cost model; same outputs as the replay."""
     from dolphin.execution.results import assemble
 
     assets = validate_scans(scans, source)
     cfg = venue_config(config, parity=True)
-    core = DolphinCore(NDAlphaEngine(cfg, assets), acb=AdaptiveCircuitBreaker(cfg.acb, exf))
+    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate),
+                       acb=AdaptiveCircuitBreaker(cfg.acb, exf))
     fills = ParityFills(core, cfg.alpha.initial_capital)
     equity = []
-    for scan in scan_inputs(scans, assets):
+    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    events = funding_events(funding, ts, scan_bar_ns(ts), assets)
+    for scan in scan_inputs(scans, assets, events):
         outcome = core.on_scan(scan)
+        fills.book_funding(outcome.funding_paid)  # before a close syncs the capital
         for intent in outcome.intents:
             fills.fill(intent, scan)
         equity.append((scan.bar_ts_ns, fills.mark(scan), bool(fills.trips.open)))
     core.close_day()
-    return assemble(scans, core, fills.trips.done, equity, cfg, cfg.alpha.initial_capital)
+    result = assemble(scans, core, fills.trips.done, equity, cfg, cfg.alpha.initial_capital)
+    result.metrics.update(run_notes_metrics(result.trades, funding, mc_gate, scans, config))
+    return result

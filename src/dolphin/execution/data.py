@@ -22,6 +22,7 @@ from nautilus_trader.persistence.wranglers import QuoteTickDataWrangler
 
 from dolphin.backtest.replay import validate_scans
 from dolphin.execution.core import ScanInput, bar_ns, scan_inputs
+from dolphin.features.funding import FundingEvents
 
 SCAN_CLIENT = ClientId("DOLPHINSCANS")
 #: Quote size: deep enough that no order of this system walks an L1 book.
@@ -50,13 +51,16 @@ class ScanData(Data):
 SCAN_DATA_TYPE = DataType(ScanData)
 
 
-def scan_custom_data(scans: pd.DataFrame, source: str = "scans") -> list[CustomData]:
-    """Return every scan as ``CustomData`` stamped at its bar's close."""
+def scan_custom_data(
+    scans: pd.DataFrame, source: str = "scans", *, funding: FundingEvents | None = None
+) -> list[CustomData]:
+    """Return every scan (with its bar's funding events) as ``CustomData`` stamped at its bar's
+    close."""
     assets = validate_scans(scans, source)
     step = bar_ns(scans)
     return [
         CustomData(SCAN_DATA_TYPE, ScanData(s, s.bar_ts_ns + step, s.bar_ts_ns + step))
-        for s in scan_inputs(scans, assets)
+        for s in scan_inputs(scans, assets, funding)
     ]
 
 

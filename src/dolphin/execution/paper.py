@@ -5,7 +5,8 @@ bar, one quote per asset at its close (the sandbox matches on quotes, FACTS) and
 ``IncrementalScanner`` computes from those closes (§14.4 live mode: published as it arrives,
 deduplicated and age-checked by the strategy). The first ``warmup`` bars are replayed without
 pacing, as a live node would backfill history before trading. ``binance_client_configs`` builds
-the real Binance USDT-M data/exec client configs from environment keys (never logged).
+the real Binance USDT-M data/exec client configs from environment keys (masked in their repr/str,
+so never logged).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.data import CustomData, QuoteTick
 from nautilus_trader.model.objects import Price, Quantity
 
-from dolphin.core.errors import ConfigError
+from dolphin.core.errors import BadInputError, ConfigError
 from dolphin.execution.core import ScanInput
 from dolphin.execution.data import QUOTE_SIZE, SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
 from dolphin.execution.instruments import VENUE, instrument_id
@@ -44,12 +45,20 @@ LIVE_KEY_ENV = ("BINANCE_FUTURES_API_KEY", "BINANCE_FUTURES_API_SECRET")
 
 
 def load_closes(path: str | Path) -> pd.DataFrame:
-    """Return the bars file as aligned wide closes (1 row per bar, last close carried)."""
-    bars = pd.read_parquet(path, columns=["timestamp", "symbol", "close"])
+    """Return the bars file's REAL closes on a regular grid (NaN where a symbol had no bar).
+
+    A live feed sends nothing for a symbol without a bar: the replay does the same (the live
+    scanner carries its last close forward, the engine sees no price and does not trade it).
+    """
+    try:
+        bars = pd.read_parquet(path, columns=["timestamp", "symbol", "close"])
+    except (OSError, ValueError, KeyError) as exc:  # missing file, not parquet, missing column
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInputError(f"cannot read replay bars ({first})", source=str(path)) from None
     wide = bars.pivot(index="timestamp", columns="symbol", values="close").sort_index()
     wide.columns = wide.columns.astype(str)
-    step = wide.index.to_series().diff().median()
-    return wide.reindex(pd.date_range(wide.index[0], wide.index[-1], freq=step)).ffill()
+    step = wide.index.to_series().diff().mode().iloc[0]
+    return wide.reindex(pd.date_range(wide.index[0], wide.index[-1], freq=step))
 
 
 class ReplayDataClientConfig(LiveDataClientConfig, frozen=True, kw_only=True):
@@ -108,8 +117,9 @@ class ReplayDataClient(LiveMarketDataClient):
             quote = self._quote(str(sym), float(close), now)
             if quote is not None:
                 self._handle_data(quote)
-        scan = self.scanner.update(ts, {str(k): float(v) for k, v in row.items()})
-        prices = np.array([float(row[s]) for s in self.closes.columns])
+        real = {str(k): float(v) for k, v in row.items() if np.isfinite(v) and v > 0}
+        scan = self.scanner.update(ts, real)  # absent: carried forward by the scanner
+        prices = np.array([real.get(str(s), np.nan) for s in self.closes.columns])
         inp = ScanInput(i, int(ts.value), int(scan["scan_number"]), float(scan["vel_div"]),
                         float(scan.get("v750_lambda_max_velocity", np.nan)),
                         bool(scan["data_gap"]), True, prices)
@@ -167,9 +177,10 @@ def sandbox_node(replay: ReplayDataClientConfig, *, initial: float, log_level: s
 def binance_client_configs(*, testnet: bool, env: dict[str, str] | None = None):
     """Return ``(data, exec)`` Binance USDT-M client configs with keys from the environment."""
     from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
-    from nautilus_trader.adapters.binance.config import (
-        BinanceDataClientConfig,
-        BinanceExecClientConfig,
+
+    from dolphin.execution.binance_config import (
+        MaskedBinanceDataClientConfig,
+        MaskedBinanceExecClientConfig,
     )
 
     env = dict(os.environ) if env is None else env
@@ -179,4 +190,5 @@ def binance_client_configs(*, testnet: bool, env: dict[str, str] | None = None):
         raise ConfigError(f"set {key_env} and {secret_env} in the environment")
     common = {"api_key": key, "api_secret": secret, "testnet": testnet,
               "account_type": BinanceAccountType.USDT_FUTURES}
-    return BinanceDataClientConfig(**common), BinanceExecClientConfig(**common)
+    # Masked: the configs' repr/str never show the keys (execution/binance_config.py).
+    return MaskedBinanceDataClientConfig(**common), MaskedBinanceExecClientConfig(**common)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dolphin.backtest.metrics import compute_metrics
-from dolphin.backtest.replay import ReplayResult, _day_row  # one definition of a daily row
+from dolphin.backtest.replay import ReplayResult, _day_row, gate_id  # one daily row definition
 from dolphin.core.config import DolphinConfig
 from dolphin.core.records import BUCKETS, EXIT_REASONS, POSTURES
 from dolphin.execution.core import DolphinCore
@@ -25,12 +25,15 @@ from dolphin.risk.acb import AcbDay
 TRADE_COLUMNS = (
     "trade_id", "entry_time", "exit_time", "entry_bar", "exit_bar", "asset", "direction",
     "entry_price", "exit_price", "notional", "leverage", "fraction", "confidence", "entry_fee",
-    "exit_fee", "ob_edge_pct", "pnl_pct", "pnl", "capital_after", "exit_reason", "bucket",
+    "exit_fee", "ob_edge_pct", "funding", "pnl_pct", "pnl", "capital_after", "exit_reason",
+    "bucket",
     "posture", "qty",
 )
 
 
 def _trade_row(rec: np.void, trip: RoundTrip, assets: Sequence[str], capital: float) -> dict:
+    """Decision fields from the engine's record, money from the fills; funding is what the
+    engine accrued and the driver booked on the account at each funding time."""
     d = int(rec["direction"])
     return {
         "trade_id": int(rec["trade_id"]),
@@ -49,8 +52,9 @@ def _trade_row(rec: np.void, trip: RoundTrip, assets: Sequence[str], capital: fl
         "entry_fee": trip.entry_fee,
         "exit_fee": trip.exit_fee,
         "ob_edge_pct": 0.0,
+        "funding": float(rec["funding"]),
         "pnl_pct": d * (trip.exit_price - trip.entry_price) / trip.entry_price,
-        "pnl": trip.pnl,
+        "pnl": trip.pnl - float(rec["funding"]),
         "capital_after": capital,
         "exit_reason": EXIT_REASONS[int(rec["exit_reason"])],
         "bucket": BUCKETS[int(rec["bucket"])],
@@ -72,7 +76,7 @@ def trades_frame(
         if trip.asset != assets[int(rec["asset"])]:
             raise RuntimeError(f"trade {int(rec['trade_id'])}: filled {trip.asset}, "
                                f"engine traded {assets[int(rec['asset'])]}")
-        capital += trip.pnl
+        capital += trip.pnl - float(rec["funding"])
         rows.append(_trade_row(rec, trip, assets, capital))
     return pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
 
@@ -88,7 +92,8 @@ def daily_frame(core: DolphinCore, equity: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for summary, acb_day in zip(core.days, core.day_acb, strict=True):
         acb = acb_day if acb_day is not None else _neutral_acb(summary.date)
-        rows.append(_day_row(summary, acb, float(ends.get(summary.date, summary.capital))))
+        rows.append(_day_row(summary, acb, float(ends.get(summary.date, summary.capital)),
+                             gate_id(core.engine.mc_gate)))
     return pd.DataFrame(rows)
 
 

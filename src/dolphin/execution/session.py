@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.backtest.replay import gate_id
 from dolphin.core.config import DolphinConfig
 from dolphin.execution.core import DolphinCore, PostureSource
 from dolphin.execution.costs import venue_config
@@ -93,7 +94,9 @@ async def settle(strategy: DolphinStrategy) -> None:
 
 
 async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
-                 echo: Callable[[str], None]) -> None:
+                 echo: Callable[[str], None]) -> bool:
+    """Run the node for the session; return True when it stopped before the session's end
+    (Nautilus stops it on SIGINT/SIGTERM: Ctrl-C), False after a normal end."""
     run = asyncio.ensure_future(node.run_async())
     t_start = time.monotonic()
     while not node.kernel.trader.is_running and time.monotonic() - t_start < STARTUP_S:
@@ -105,12 +108,24 @@ async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
             break
         echo(status_line(strategy, client))
         await asyncio.sleep(s.status_every_s)
-    if node.kernel.trader.is_running:
+    stopped_early = not node.kernel.trader.is_running
+    if not stopped_early:
         flatten(strategy)
         await settle(strategy)
         await node.stop_async()
+    else:  # Nautilus's signal handler stopped the node: let its stop task finish
+        await _others_done(run, FLATTEN_WAIT_S)
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
+    return stopped_early
+
+
+async def _others_done(run: asyncio.Future, timeout_s: float) -> None:
+    # Only the node's stop task(s): other Nautilus tasks are cancelled by the stop itself.
+    stopping = [t for t in asyncio.all_tasks() if t is not run
+                and getattr(t.get_coro(), "__qualname__", "").endswith("stop_async")]
+    if stopping:
+        await asyncio.wait(stopping, timeout=timeout_s)
 
 
 def run_paper_session(
@@ -120,14 +135,19 @@ def run_paper_session(
     store: Store | None = None,
     posture_source: PostureSource | None = None,
     echo: Callable[[str], None] = print,
+    mc_gate: Any = None,
 ) -> dict[str, Any]:
-    """Run one paper session on the sandbox venue; return the session summary."""
+    """Run one paper session on the sandbox venue; return the session summary.
+
+    ``mc_gate`` is the MC-Forewarner day gate (``backtest.gates.load_gate``); None runs open and
+    the summary says ``forewarner: off``.
+    """
     closes = load_closes(s.replay)
     ReplayDataClientFactory.closes = closes
     assets = list(closes.columns)
     cfg = venue_config(config, parity=False)
     instruments = build_instruments({a: closes[a].to_numpy(dtype=float) for a in assets})
-    core = DolphinCore(NDAlphaEngine(cfg, assets), posture_source=posture_source,
+    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate), posture_source=posture_source,
                        acb=AdaptiveCircuitBreaker(cfg.acb), live_mode=True)
     settings = {"config_id": config.id, "venue_config_id": cfg.id, "config": cfg.to_dict(),
                 "replay": str(s.replay), "speed": s.speed, "warmup": s.warmup,
@@ -149,7 +169,7 @@ def run_paper_session(
     node.trader.add_strategy(strategy)
     t0 = time.monotonic()
     try:
-        loop.run_until_complete(_drive(node, strategy, s, echo))
+        stopped_early = loop.run_until_complete(_drive(node, strategy, s, echo))
     finally:
         node.dispose()
         loop.close()
@@ -157,6 +177,7 @@ def run_paper_session(
     return {
         "config_id": config.id,
         "wall_s": round(time.monotonic() - t0, 2),
+        "stopped_early": stopped_early,
         "bars": client.bars_sent if client is not None else 0,
         "orders": strategy.orders_submitted,
         "trades": len(strategy.trips.done),
@@ -164,6 +185,8 @@ def run_paper_session(
         "pnl": sum(t.pnl for t in strategy.trips.done),
         "capital": core.engine.capital,
         "posture": core.posture,
+        "forewarner": gate_id(mc_gate),
+        "mc_status": core.engine.mc_status,
         "stale_scans": core.stale_scans,
         "stale_state_events": core.stale_state_events,
         "settings_file": str(tlog.settings_path),

@@ -46,9 +46,11 @@ class DolphinStrategy(Strategy):
         store: Store | None = None,
         trade_logger: TradeLogger | None = None,
         on_scan_done: Callable[[DolphinStrategy, ScanInput, StepOutcome], None] | None = None,
+        funding_sink: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(config)
         self.core = core
+        self.funding_sink = funding_sink  # books a bar's funding payment on the venue account
         self.store = store
         self.trade_logger = trade_logger
         self.on_scan_done = on_scan_done
@@ -113,6 +115,8 @@ class DolphinStrategy(Strategy):
         self._scan = scan
         age_s = (self.clock.timestamp_ns() - payload.ts_init) / 1e9 if self.core.live_mode else 0.0
         outcome = self.core.on_scan(scan, age_s=age_s)
+        if outcome.funding_paid and self.funding_sink is not None:
+            self.funding_sink(outcome.funding_paid)  # before a close syncs the capital
         for intent in outcome.intents:
             self.execute(intent, scan)
         if self.config.record_equity:
@@ -170,9 +174,11 @@ class DolphinStrategy(Strategy):
         return balance.as_double()
 
     def mark_to_market(self, scan: ScanInput) -> float:
-        """Return capital plus the open trip's unrealised PnL at this scan's closes."""
-        eq = self.core.engine.capital
+        """Return capital plus the open trip's unrealised PnL at its last real close, less its
+        entry fee and the funding it has paid (the engine's ``equity_nb``)."""
+        engine = self.core.engine
+        eq = engine.capital - engine.funding_accrued
         for asset, trip in self.trips.open.items():
-            price = float(scan.prices[self.core.engine.assets.index(asset)])
+            price = engine.last_price(engine.assets.index(asset))
             eq += self.trips.unrealized(asset, price) - trip.entry_fee
         return eq

@@ -2,9 +2,12 @@
 
 The logger sees only fills, never the engine's own bookkeeping, so its CSV is an independent
 record of what the venue did. Every CSV line is written with one ``os.write`` on an ``O_APPEND``
-descriptor: a crash leaves whole lines only. The settings file is written to a temp file and
-renamed. ``RoundTrips`` pairs entry and exit fills into trades (qty-weighted average prices,
-commissions summed) for the backtest output and the parity report.
+descriptor and fsynced before ``log`` returns (fills are rare, so one fsync per fill costs nothing
+that matters, and a logged fill survives a power loss); a short write raises. A line torn by a
+crash (power loss mid-write) is cut off when the file is opened again, so the file only ever
+holds whole lines. The settings file is written to a temp file and renamed. ``RoundTrips`` pairs
+entry and exit fills into trades (qty-weighted average prices, commissions summed) for the
+backtest output and the parity report.
 """
 
 from __future__ import annotations
@@ -110,6 +113,27 @@ class RoundTrips:
         return out
 
 
+def _cut_torn_line(path: Path) -> int:
+    """Truncate ``path`` after its last newline when a crash left a partial last line; return
+    the size kept (0 when the file is missing)."""
+    if not path.exists():
+        return 0
+    with path.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        block = min(size, 1 << 16)
+        fh.seek(size - block)
+        tail = fh.read(block)
+        if not tail or tail.endswith(b"\n"):
+            return size
+        cut = tail.rfind(b"\n")
+        if cut < 0 and block < size:
+            return size  # no line end in the last 64 KiB: not a torn CSV line, leave it alone
+        keep = size - block + cut + 1
+        fh.truncate(keep)
+        os.fsync(fh.fileno())
+        return keep
+
+
 class TradeLogger:
     """``settings_<session>.json`` once, then one ``trades_<session>.csv`` line per fill."""
 
@@ -122,7 +146,7 @@ class TradeLogger:
         self.trades_path = self.folder / f"trades_{self.session}.csv"
         atomic_write_text(self.settings_path, json.dumps(settings, indent=2, sort_keys=True,
                                                          default=str) + "\n")
-        fresh = not self.trades_path.exists()
+        fresh = _cut_torn_line(self.trades_path) == 0
         self._fd = os.open(self.trades_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if fresh:
             self._append(TRADE_FIELDS)
@@ -131,7 +155,11 @@ class TradeLogger:
     def _append(self, values: tuple[Any, ...]) -> None:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow(values)
-        os.write(self._fd, buf.getvalue().encode())  # one write per line: atomic on O_APPEND
+        data = buf.getvalue().encode()
+        written = os.write(self._fd, data)  # one write per line: atomic on O_APPEND
+        if written != len(data):
+            raise OSError(f"{self.trades_path}: short write ({written} of {len(data)} bytes)")
+        os.fsync(self._fd)
 
     def log(self, **row: Any) -> None:
         """Append one event (keys of ``TRADE_FIELDS``; missing ones are blank)."""

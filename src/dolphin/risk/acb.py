@@ -9,9 +9,15 @@ Decisions where the Bible is silent or would look ahead:
 - F&G "requires confirmation": its signal counts only when another factor also signals.
 - Absent factors (NaN) contribute nothing and are listed in ``AcbDay.absent``.
 - The day's w750 value is the median ``v750_lambda_max_velocity`` of the PREVIOUS replayed day and
-  the threshold is the percentile of all days observed so far (the Bible preloads a percentile over
-  the whole data set and reads the day's own first scans: both are look-ahead). With no history
-  yet, beta is ``beta_low``.
+  the threshold is the percentile of all days observed so far, that day included (the Bible
+  preloads a percentile over the whole data set, every day included, and reads the day's own first
+  scans: both are look-ahead).
+- Warm-up: a percentile of a handful of days says nothing (one observation is its own percentile,
+  so day 2 of every run would be BETA_HIGH by construction). Until ``w750_warmup_days`` finite
+  medians have been observed (default 7, one calendar week: the 60th percentile then lies between
+  the 4th and 5th of 7 values) beta is ``beta_low``, the §10.3 "calm macro" value and the smaller
+  meta-boost: without evidence of macro acceleration the conservative setting holds. The warm-up
+  is an ``AcbConfig`` field, so ``config.id`` covers it; 0 restores "any history".
 - OB sub-4: withdrawal stress in [0, 1] raises beta by up to 25 %.
 """
 
@@ -73,9 +79,13 @@ def base_boost(signals: float) -> float:
 
 
 def dynamic_beta(value: float, history: np.ndarray, cfg: AcbConfig) -> tuple[float, float]:
-    """Return ``(beta, threshold)`` of §10.3 from the day's w750 value and past values."""
+    """Return ``(beta, threshold)`` of §10.3 from the day's w750 value and the observed values.
+
+    Before ``cfg.w750_warmup_days`` finite observations (and with none at all) beta is
+    ``beta_low`` and the threshold NaN (module docstring).
+    """
     hist = history[np.isfinite(history)]
-    if math.isnan(value) or hist.size == 0:
+    if not math.isfinite(value) or hist.size < max(cfg.w750_warmup_days, 1):
         return cfg.beta_low, math.nan
     thr = float(np.percentile(hist, cfg.w750_threshold_pct))
     return (cfg.beta_high if value >= thr else cfg.beta_low), thr

@@ -58,21 +58,28 @@ class ReplaySurvival:
         self,
         engine: NDAlphaEngine,
         lo: int,
-        hi: int,
         bars: tuple[np.ndarray, ...],
+        funding,
         dvol: float,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Run bars ``lo..hi`` one at a time; return their equity and in-position flags."""
+        """Run the day's bars (from absolute bar ``lo``) one at a time; return equity, exposure.
+
+        ``bars`` are the day's ``(ts, vel_div, prices, gap, vol_ok)`` rows and ``funding`` their
+        ``FundingEvents`` (re-based to the day's first bar).
+        """
         ts, vd, prices, gap, vol_ok = bars
-        equity = np.empty(hi - lo)
-        in_pos = np.zeros(hi - lo, dtype=np.bool_)
+        n = len(ts)
+        equity = np.empty(n)
+        in_pos = np.zeros(n, dtype=np.bool_)
         mc = MC_STATUS_CODE.get(engine.mc_status, math.nan)
-        for i in range(lo, hi):
-            self._before_bar(engine, i, int(ts[i]), dvol, mc)
-            s = slice(i, i + 1)
-            eq, ip = engine.run_bars(i, ts[s], vd[s], prices[s], gap[s], vol_ok[s])
-            equity[i - lo], in_pos[i - lo] = eq[0], ip[0]
-            self._after_bar(float(eq[0]), bool(ip[0]), int(ts[i]))
+        for j in range(n):
+            i = lo + j
+            self._before_bar(engine, i, int(ts[j]), dvol, mc)
+            s = slice(j, j + 1)
+            eq, ip = engine.run_bars(i, ts[s], vd[s], prices[s], gap[s], vol_ok[s],
+                                     funding=funding.slice(j, j + 1))
+            equity[j], in_pos[j] = eq[0], ip[0]
+            self._after_bar(float(eq[0]), bool(ip[0]), int(ts[j]))
         return equity, in_pos
 
     def _before_bar(self, engine: NDAlphaEngine, i: int, ts_ns: int, dvol: float, mc: float):

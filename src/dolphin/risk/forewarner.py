@@ -41,6 +41,12 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "vel_div_threshold": (-0.045, -0.005, False),
 }
 FEATURES = tuple(RANGES)
+#: MC status names by code: the int8 codes of ``status_codes`` and ``day_status_codes``, and the
+#: survival sensor's reading (``risk.sensors.MC_STATUS_CODE``).
+MC_STATUSES = ("OK", "ORANGE", "RED")
+MC_CODE_OK, MC_CODE_ORANGE, MC_CODE_RED = 0, 1, 2
+_LO = np.array([RANGES[f][0] for f in FEATURES])
+_HI = np.array([RANGES[f][1] for f in FEATURES])
 DD_LIMIT, DD_SCALE = 0.20, 0.10
 ROI_LIMIT, ROI_SCALE = -0.10, 0.10
 BLOCK_DAYS = 3
@@ -87,9 +93,12 @@ def features_of(config: DolphinConfig | Mapping[str, float]) -> np.ndarray:
 
 def in_ranges(x: np.ndarray) -> bool:
     """True when every feature lies within its sampled range."""
-    lo = np.array([RANGES[f][0] for f in FEATURES])
-    hi = np.array([RANGES[f][1] for f in FEATURES])
-    return bool(np.all(np.isfinite(x)) and np.all(x >= lo) and np.all(x <= hi))
+    return bool(rows_in_ranges(np.atleast_2d(x))[0])
+
+
+def rows_in_ranges(x: np.ndarray) -> np.ndarray:
+    """Return, per row of ``x`` (n x features), whether every feature is within its range."""
+    return np.all(np.isfinite(x) & (x >= _LO) & (x <= _HI), axis=1)
 
 
 def status_of(cat_prob: float, envelope: float, inside: bool) -> str:
@@ -99,6 +108,13 @@ def status_of(cat_prob: float, envelope: float, inside: bool) -> str:
     if envelope < 0.0 or cat_prob > 0.10 or not inside:
         return "ORANGE"
     return "OK"
+
+
+def status_codes(cat_prob: np.ndarray, envelope: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Return ``status_of`` for arrays as int8 codes (0 OK, 1 ORANGE, 2 RED)."""
+    red = (cat_prob > 0.25) | (envelope < -1.0)
+    orange = (envelope < 0.0) | (cat_prob > 0.10) | ~np.asarray(inside, dtype=bool)
+    return np.where(red, MC_CODE_RED, np.where(orange, MC_CODE_ORANGE, MC_CODE_OK)).astype(np.int8)
 
 
 def envelope_score(roi: np.ndarray, max_dd: np.ndarray) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 One update:
 1. every registered sensor maps its reading to a health in [0, 1] (``risk.sensors``); a category's
-   value is the worst of its sensors, and that sensor is reported as its driver. A category with
-   no sensor registered has nothing to monitor and is 1.
+   value is the worst of its sensors, except for the structural category (``PRODUCT_CATEGORIES``),
+   whose value is the product of its sensors (§11.2 Cat2: ``base(mc_status) * decay(staleness)``).
+   The worst sensor is reported as the category's driver either way. A category with no sensor
+   registered has nothing to monitor and is 1.
 2. §11.3 combination: ``r_target = inv * cap * min(struct, env) * micro``, halved when two or more
    of (struct, micro, env) are below ``collapse_threshold`` (correlated collapse).
 3. §11.4 bounded recovery: a drop is followed at once (fast attack); a rise moves by
@@ -31,6 +33,7 @@ from dolphin.core.errors import ConfigError
 from dolphin.core.records import POSTURE_HIBERNATE, POSTURES
 from dolphin.risk.sensors import (
     CATEGORY_NAMES,
+    PRODUCT_CATEGORIES,
     AnySensor,
     Category,
     capital_sensors,
@@ -167,12 +170,17 @@ class SurvivalController:
         self.cfg = cfg or SurvivalConfig()
         self.registry = registry if registry is not None else default_registry(self.cfg)
         self.clock = clock
-        # precompiled (name, category slot, closure) triples: the update is two flat loops;
-        # stateless sensors are called as profile(reading), stateful ones as f(reading, now_min)
-        self._plain = [
-            (s.name, int(s.category), s.profile) for s in self.registry if not s.stateful
+        # precompiled (name, category slot, closure) triples: the update is three flat loops;
+        # stateless sensors are called as profile(reading), stateful ones and the factors of a
+        # product category as f(reading, now_min)
+        worst = [s for s in self.registry if s.category not in PRODUCT_CATEGORIES]
+        self._plain = [(s.name, int(s.category), s.profile) for s in worst if not s.stateful]
+        self._timed = [(s.name, int(s.category), s.bind()) for s in worst if s.stateful]
+        self._factors = [
+            (s.name, int(s.category), s.bind())
+            for s in self.registry
+            if s.category in PRODUCT_CATEGORIES
         ]
-        self._timed = [(s.name, int(s.category), s.bind()) for s in self.registry if s.stateful]
         self._hyst = _Hysteresis()
         self._last_rm: float | None = None
         self._last_ns: int | None = None
@@ -196,21 +204,7 @@ class SurvivalController:
             if self.clock is None:
                 raise ConfigError("survival: update needs now_ns or an injected clock")
             now_ns = self.clock()
-        cats = [1.0, 1.0, 1.0, 1.0, 1.0]
-        drivers = ["", "", "", "", ""]
-        get = readings.get
-        for name, slot, profile in self._plain:
-            v = profile(get(name, _NAN))
-            if v < cats[slot]:
-                cats[slot] = v
-                drivers[slot] = name
-        if self._timed:
-            now_min = now_ns / _NS_PER_MIN
-            for name, slot, evaluate in self._timed:
-                v = evaluate(get(name, _NAN), now_min)
-                if v < cats[slot]:
-                    cats[slot] = v
-                    drivers[slot] = name
+        cats, drivers = self._categories(readings, now_ns / _NS_PER_MIN)
         cfg = self.cfg
         target, degraded = combine(cats, cfg.collapse_threshold, cfg.collapse_penalty)
         last = self._last_rm
@@ -226,6 +220,33 @@ class SurvivalController:
         return SurvivalReading(
             now_ns, rm, target, POSTURES[code], tuple(cats), tuple(drivers), degraded
         )
+
+    def _categories(
+        self, readings: Mapping[str, float], now_min: float
+    ) -> tuple[list[float], list[str]]:
+        """Return the five category values and their drivers (the worst sensor of each)."""
+        cats = [1.0, 1.0, 1.0, 1.0, 1.0]
+        drivers = ["", "", "", "", ""]
+        get = readings.get
+        for name, slot, profile in self._plain:
+            v = profile(get(name, _NAN))
+            if v < cats[slot]:
+                cats[slot] = v
+                drivers[slot] = name
+        for name, slot, evaluate in self._timed:
+            v = evaluate(get(name, _NAN), now_min)
+            if v < cats[slot]:
+                cats[slot] = v
+                drivers[slot] = name
+        if self._factors:
+            low = [1.0, 1.0, 1.0, 1.0, 1.0]
+            for name, slot, evaluate in self._factors:
+                v = evaluate(get(name, _NAN), now_min)
+                cats[slot] *= v  # a product category holds no "worst" sensor: starts at 1
+                if v < low[slot]:
+                    low[slot] = v
+                    drivers[slot] = name
+        return cats, drivers
 
     def _step_posture(self, rm: float, invariant_broken: bool) -> int:
         h, cfg = self._hyst, self.cfg

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dolphin.core.config import ScannerConfig
 from dolphin.core.errors import ConfigError
-from dolphin.scanner.scanner import assemble, gap_flags, price_matrix, run_kernel
+from dolphin.scanner.scanner import assemble, checked_real, gap_flags, price_matrix, run_kernel
 
 
 def chunk_plan(n_bars: int, workers: int, config: ScannerConfig) -> list[tuple[int, int, int]]:
@@ -42,14 +42,20 @@ def scan_prices_parallel(
     config: ScannerConfig | None = None,
     *,
     workers: int = 2,
+    real: np.ndarray | None = None,
     fill_fraction: np.ndarray | None = None,
     source: str = "<frame>",
 ) -> pd.DataFrame:
-    """``scan_prices`` over ``workers`` processes; byte-identical to the single-process run."""
+    """``scan_prices`` over ``workers`` processes; byte-identical to the single-process run.
+
+    ``real`` and ``fill_fraction`` mean what they mean for ``scan_prices``; both only shape the
+    close and ``data_gap`` columns, which are computed here, not in the workers.
+    """
     config = config or ScannerConfig()
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     prices, symbols = price_matrix(wide_prices, source)
+    real = checked_real(real, prices, symbols, source)
     plan = chunk_plan(len(prices), workers, config)
     jobs = [(prices[w0:end], config, w0, start - w0) for w0, start, end in plan]
     if workers == 1 or len(jobs) == 1:
@@ -58,6 +64,6 @@ def scan_prices_parallel(
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
             parts = list(pool.map(_scan_chunk, jobs))
     out = np.concatenate(parts, axis=0)
-    gaps = gap_flags(prices, fill_fraction, config)
+    gaps = gap_flags(prices, fill_fraction, config, real)
     ts = wide_prices["timestamp"].to_numpy()
-    return assemble(out, prices, symbols, ts, np.arange(len(prices)), gaps, config)
+    return assemble(out, prices, symbols, ts, np.arange(len(prices)), gaps, config, real)

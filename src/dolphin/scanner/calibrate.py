@@ -16,6 +16,7 @@ import pandas as pd
 
 from dolphin.core.config import ScannerConfig
 from dolphin.core.errors import BadInputError, MissingColumnError
+from dolphin.data import DEFAULT_FILL_LIMIT, fill_closes
 from dolphin.scanner.scanner import scan_columns, scan_prices
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
@@ -110,8 +111,13 @@ def calibrate(
     config: ScannerConfig | None = None,
     seed: int = 42,
     min_universe: float = 0.9,
+    fill_limit: str | pd.Timedelta = DEFAULT_FILL_LIMIT,
 ) -> dict[str, object]:
-    """Real vs shuffled-surrogate vel_div statistics for a scan set (see module docstring)."""
+    """Real vs shuffled-surrogate vel_div statistics for a scan set (see module docstring).
+
+    The scans' close columns hold real closes only; the surrogate is built from the matrix the
+    scanner computed on, rebuilt with the same causal fill (``fill_limit``, the scan's).
+    """
     config = config or ScannerConfig()
     if "n_assets" not in scans.columns:
         raise MissingColumnError("scan column missing", field="n_assets")
@@ -121,7 +127,7 @@ def calibrate(
     ts = pd.to_datetime(scans["timestamp"])
     bar_seconds = float(ts.diff().median().total_seconds()) if len(ts) > 1 else 60.0
     real = vel_div_stats(tradable_vel_div(scans, config.windows[0]), bar_seconds, threshold)
-    closes = scans[assets].reset_index(drop=True)
+    closes = fill_closes(scans[["timestamp", *assets]], fill_limit=fill_limit)[assets]
     surrogate_prices = shuffled_prices(closes, np.random.default_rng(seed))
     surrogate_prices.insert(0, "timestamp", ts.reset_index(drop=True))
     sur_scans = scan_prices(surrogate_prices, config)

@@ -4,6 +4,10 @@
 fed one bar at a time and yields the same row. Both drive the same numba step kernel over the
 same state (``ScanState``), so they agree to rounding (the live universe may be ordered
 differently, which changes summation order only).
+
+No price, no trade (DESIGN.md "Data contracts"): the kernel runs on the forward-filled matrix (a
+filled bar is a zero return), but the per-asset close columns of a scan hold only REAL closes,
+NaN where the asset had no bar of its own, so no consumer can mistake a filled close for a price.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pandas as pd
 
 from dolphin.core.config import ScannerConfig
 from dolphin.core.errors import BadInputError, BadPriceError, MissingColumnError
+from dolphin.data.align import missing_fraction
 from dolphin.scanner import nb
 from dolphin.scanner.state import ScanState
 
@@ -54,9 +59,37 @@ def price_matrix(wide: pd.DataFrame, source: str = "<frame>") -> tuple[np.ndarra
     return prices, symbols
 
 
+def checked_real(real: np.ndarray | None, prices: np.ndarray, symbols: Sequence[str],
+                 source: str = "<frame>") -> np.ndarray | None:
+    """Return the real mask as a boolean T x N array, checked against ``prices``.
+
+    ``None`` stays ``None`` (every finite price is then taken as real). A cell marked real must
+    be priced: a real close is never NaN.
+    """
+    if real is None:
+        return None
+    mask = np.asarray(real)
+    if mask.shape != prices.shape or mask.dtype != np.bool_:
+        raise BadInputError(f"real mask must be boolean of shape {prices.shape}, got "
+                            f"{mask.dtype} {mask.shape}", source=source, field="real")
+    bad = mask & np.isnan(prices)
+    if bad.any():
+        row, col = (int(x[0]) for x in np.nonzero(bad))
+        raise BadInputError("a bar marked real has no price", source=source, row=row,
+                            field=symbols[col])
+    return mask
+
+
 def gap_flags(prices: np.ndarray, fill_fraction: np.ndarray | None,
-              config: ScannerConfig) -> np.ndarray:
-    """``data_gap`` per bar: from the loader's fill fraction when known, else from prices."""
+              config: ScannerConfig, real: np.ndarray | None = None) -> np.ndarray:
+    """``data_gap`` per bar: from the fill fraction when known, else from prices.
+
+    The fill fraction is ``fill_fraction`` when given, else derived from the ``real`` mask (the
+    share of priced assets without a real bar); with neither, a bar is a gap when nearly all
+    assets priced at both bars show an unchanged close.
+    """
+    if fill_fraction is None and real is not None:
+        fill_fraction = missing_fraction(real, np.isfinite(prices))
     if fill_fraction is not None:
         frac = np.asarray(fill_fraction, dtype=np.float64)
         if frac.shape != (prices.shape[0],):
@@ -74,8 +107,12 @@ def gap_flags(prices: np.ndarray, fill_fraction: np.ndarray | None,
 
 def assemble(out: np.ndarray, prices: np.ndarray, symbols: Sequence[str],
              timestamps: np.ndarray, scan_numbers: np.ndarray, gaps: np.ndarray,
-             config: ScannerConfig) -> pd.DataFrame:
-    """Kernel output -> the scan DataFrame (DESIGN.md column contract)."""
+             config: ScannerConfig, real: np.ndarray | None = None) -> pd.DataFrame:
+    """Kernel output -> the scan DataFrame (DESIGN.md column contract).
+
+    ``n_assets`` counts the priced (real or filled) assets; the close columns are ``prices``
+    where ``real`` is True and NaN elsewhere (``real=None``: every price is real).
+    """
     cols: dict[str, object] = {
         "timestamp": timestamps,
         "scan_number": scan_numbers.astype(np.int64),
@@ -93,7 +130,8 @@ def assemble(out: np.ndarray, prices: np.ndarray, symbols: Sequence[str],
         k = config.windows.index(w)
         cols[f"instability_{w}"] = out[:, k * nb.N_OUT + nb.OUT_INSTABILITY]
     frame = pd.DataFrame(cols)
-    closes = pd.DataFrame(prices, columns=list(symbols))
+    shown = prices if real is None else np.where(real, prices, np.nan)
+    closes = pd.DataFrame(shown, columns=list(symbols))
     return pd.concat([frame, closes], axis=1)
 
 
@@ -110,21 +148,27 @@ def scan_prices(
     wide_prices: pd.DataFrame,
     config: ScannerConfig | None = None,
     *,
+    real: np.ndarray | None = None,
     fill_fraction: np.ndarray | None = None,
     source: str = "<frame>",
 ) -> pd.DataFrame:
     """Scan an aligned wide close matrix (``timestamp`` + one column per asset).
 
-    ``fill_fraction`` (one value per row: the share of live assets whose bar was forward
-    filled, as ``dolphin.data.fill_fraction`` gives) sets ``data_gap`` exactly; without it a
-    bar is a gap when nearly all assets show an unchanged close.
+    ``wide_prices`` is the matrix the scanner computes on: forward-filled, NaN = not trading
+    (``dolphin.data.fill_closes`` of the real closes). ``real`` (boolean, one cell per price:
+    the asset had a real bar, ``dolphin.data.real_mask``) makes the close columns real closes
+    only, NaN elsewhere, and sets ``data_gap`` exactly; ``dolphin.scanner.inputs`` gives both.
+    Without ``real`` every price is taken as real. ``fill_fraction`` (one value per row: the
+    share of live assets whose bar was forward filled) overrides the gap fraction; with neither,
+    a bar is a gap when nearly all assets show an unchanged close.
     """
     config = config or ScannerConfig()
     prices, symbols = price_matrix(wide_prices, source)
+    real = checked_real(real, prices, symbols, source)
     out = run_kernel(prices, config)
-    gaps = gap_flags(prices, fill_fraction, config)
+    gaps = gap_flags(prices, fill_fraction, config, real)
     ts = wide_prices["timestamp"].to_numpy()
-    return assemble(out, prices, symbols, ts, np.arange(len(prices)), gaps, config)
+    return assemble(out, prices, symbols, ts, np.arange(len(prices)), gaps, config, real)
 
 
 class IncrementalScanner:
@@ -132,17 +176,24 @@ class IncrementalScanner:
 
     In an update, a symbol with a finite price has a real bar; a symbol given NaN is not
     trading (not yet listed, delisted, halted); a known symbol absent from the mapping has
-    its last close carried forward (zero return), which counts towards the gap flag, exactly
-    like the loader's forward fill inside a symbol's life.
+    its last close carried forward internally (zero return), which counts towards the gap flag,
+    exactly like the loader's forward fill. The returned row's close is the real price of this
+    update and NaN for an absent or NaN symbol (no price, no trade). ``fill_limit_bars`` caps the
+    carry like the batch fill (``dolphin.data.fill_limit_bars(fill_limit, bar)``): an asset
+    absent for more bars leaves the universe until its next real price; ``None``: no cap.
     """
 
     def __init__(self, config: ScannerConfig | None = None,
-                 symbols: Sequence[str] = (), capacity: int = 64) -> None:
+                 symbols: Sequence[str] = (), capacity: int = 64,
+                 fill_limit_bars: int | None = None) -> None:
         self.config = config or ScannerConfig()
+        self.fill_limit_bars = fill_limit_bars
         self._slots: dict[str, int] = {}
         self._state = ScanState.new(self.config.windows, self.config.instability_windows,
                                     self.config.recompute_every, 0, capacity)
         self._price = np.full(self._state.capacity, np.nan)
+        self._age = np.zeros(self._state.capacity, np.int64)  # bars since the last real price
+        self._real = np.zeros(self._state.capacity, dtype=bool)
         self._out = np.empty(len(self.config.windows) * nb.N_OUT)
         self._t = 0
         self._last_ts: pd.Timestamp | None = None
@@ -164,28 +215,42 @@ class IncrementalScanner:
             slot = len(self._slots)
             self._slots[symbol] = slot
             self._state.grow(slot + 1)
-            if self._price.shape[0] < self._state.capacity:
-                grown = np.full(self._state.capacity, np.nan)
-                grown[: self._price.shape[0]] = self._price
-                self._price = grown
+            cap = self._state.capacity
+            if self._price.shape[0] < cap:
+                self._price = _grown(self._price, cap, np.nan)
+                self._age = _grown(self._age, cap, 0)
+                self._real = _grown(self._real, cap, False)
         return slot
 
-    def _apply_prices(self, prices: Mapping[str, float]) -> tuple[int, int]:
-        """Write this bar's prices; return (real bars, carried-forward bars)."""
-        seen = np.zeros(self._state.capacity, dtype=bool)
-        real = 0
-        for sym, value in prices.items():
+    def _read(self, prices: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Validate this bar's prices; return their slots (growing the state) and values."""
+        slots = np.empty(len(prices), np.int64)
+        values = np.empty(len(prices))
+        for i, (sym, value) in enumerate(prices.items()):
             p = float(value)
             if math.isinf(p) or p <= 0:
                 raise BadPriceError("price must be positive and finite", source="update",
                                     row=self._t, field=sym, value=p)
-            slot = self._slot(sym)
-            seen[slot] = True
-            self._price[slot] = p
-            real += not math.isnan(p)
+            slots[i], values[i] = self._slot(sym), p
+        return slots, values
+
+    def _apply_prices(self, prices: Mapping[str, float]) -> tuple[int, int]:
+        """Write this bar's prices; return (real bars, carried-forward bars)."""
+        slots, values = self._read(prices)
         n = self._state.n
-        carried = int((~seen[:n] & np.isfinite(self._price[:n])).sum())
-        return real, carried
+        seen = np.zeros(n, dtype=bool)
+        seen[slots] = True
+        self._price[slots] = values
+        self._real[:] = False
+        self._real[slots] = np.isfinite(values)
+        self._age[:n] += 1
+        self._age[self._real] = 0
+        carried = ~seen & np.isfinite(self._price[:n])
+        if self.fill_limit_bars is not None:
+            expired = carried & (self._age[:n] > self.fill_limit_bars)
+            self._price[:n][expired] = np.nan
+            carried &= ~expired
+        return int(self._real.sum()), int(carried.sum())
 
     def update(self, timestamp: object, prices: Mapping[str, float]) -> dict[str, object]:
         """Advance by one bar and return its scan row (same keys as the batch columns)."""
@@ -225,5 +290,12 @@ class IncrementalScanner:
             k = cfg.windows.index(w)
             row[f"instability_{w}"] = float(out[k * nb.N_OUT + nb.OUT_INSTABILITY])
         for sym, slot in self._slots.items():
-            row[sym] = float(self._price[slot])
+            row[sym] = float(self._price[slot]) if self._real[slot] else math.nan
         return row
+
+
+def _grown(arr: np.ndarray, cap: int, fill: object) -> np.ndarray:
+    """Return ``arr`` copied into a length-``cap`` array padded with ``fill``."""
+    out = np.full(cap, fill, dtype=arr.dtype)
+    out[: arr.shape[0]] = arr
+    return out

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from dolphin.core.errors import ConfigError, DolphinError
+from dolphin.core.io import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from dolphin.store.errors import StoreUnavailableError
 
 HAZELCAST_VERSION = "5.6.0"
@@ -96,7 +97,8 @@ def resolve_jar(
 
     ``HAZELCAST_JAR`` wins when set. A cached jar is re-checked against its stored ``.sha1``;
     a download is written to a temporary name and renamed only after the checksum matches, so
-    a concurrent or interrupted download never leaves a bad jar behind.
+    a concurrent or interrupted download never leaves a bad jar behind (and the next run removes
+    the temporary file a killed download left).
     """
     override = os.environ.get("HAZELCAST_JAR")
     if override:
@@ -114,6 +116,7 @@ def resolve_jar(
 
 def _download_jar(url: str, jar: Path, fetch: Callable[[str], bytes]) -> Path:
     jar.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(jar.parent, prefix=jar.name)
     try:
         expected = fetch(url + ".sha1").decode().split()[0].strip().lower()
         body = fetch(url)
@@ -122,10 +125,10 @@ def _download_jar(url: str, jar: Path, fetch: Callable[[str], bytes]) -> Path:
     actual = hashlib.sha1(body, usedforsecurity=False).hexdigest()
     if actual != expected:
         raise ConfigError(f"checksum mismatch for {url}: got {actual}, expected {expected}")
-    tmp = jar.with_name(f"{jar.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(body)
-    tmp.replace(jar)
-    jar.with_name(jar.name + ".sha1").write_text(expected + "\n")
+    # The jar first, then its checksum: a jar without a matching .sha1 is downloaded again.
+    with atomic_path(jar) as tmp:
+        tmp.write_bytes(body)
+    atomic_write_text(jar.with_name(jar.name + ".sha1"), expected + "\n")
     return jar
 
 
@@ -135,9 +138,7 @@ def member_config_path(state_dir: Path) -> Path:
     if isinstance(res, Path) and res.is_file():
         return res
     state_dir.mkdir(parents=True, exist_ok=True)
-    out = state_dir / "dolphin-member.yaml"
-    out.write_bytes(res.read_bytes())
-    return out
+    return atomic_write_bytes(state_dir / "dolphin-member.yaml", res.read_bytes())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +226,7 @@ def spawn_member(spec: ClusterSpec, port: int, jar: Path, *, tied: bool = False)
     own session and outlive the command that started them (``dolphin hz start``).
     """
     spec.state_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(spec.state_dir)  # pid files / configs of a SIGKILLed earlier start
     config = member_config_path(spec.state_dir)
     with log_file(spec.state_dir, port).open("ab") as log:
         proc = subprocess.Popen(
@@ -235,7 +237,7 @@ def spawn_member(spec: ClusterSpec, port: int, jar: Path, *, tied: bool = False)
             start_new_session=not tied,
             preexec_fn=_die_with_parent if tied and sys.platform == "linux" else None,
         )
-    pid_file(spec.state_dir, port).write_text(f"{proc.pid}\n")
+    atomic_write_text(pid_file(spec.state_dir, port), f"{proc.pid}\n")
     return proc.pid
 
 

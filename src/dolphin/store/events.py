@@ -13,11 +13,12 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from dolphin.store.errors import MalformedValueError
 from dolphin.store.ports import EntryCallback, EntryEvent, StoreMap
-from dolphin.store.records import MalformedCounter
+from dolphin.store.records import Clock, MalformedCounter, check_not_future
 from dolphin.store.schema import Record, decode_value
 
 log = logging.getLogger(__name__)
@@ -122,10 +123,15 @@ class PendingSlot:
     it; the consumer takes and clears the slot at the start of its next step and applies the
     record on its own thread. Only the newest record matters: one that is overwritten before
     being taken is counted in ``superseded``. A removal leaves the slot alone: a vanished value
-    is handled by staleness, not by an event. Malformed values are counted and skipped.
+    is handled by staleness, not by an event. Malformed values are counted and skipped, and so
+    are values stamped beyond the allowed clock skew in the future (``records.FutureValueError``,
+    measured by ``clock``).
     """
 
-    def __init__(self, *, counter: MalformedCounter | None = None) -> None:
+    def __init__(
+        self, *, counter: MalformedCounter | None = None, clock: Clock = time.time_ns
+    ) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self._pending: Record | None = None
         self.counter = counter if counter is not None else MalformedCounter()
@@ -140,8 +146,10 @@ class PendingSlot:
         """Listener callback: decode outside the lock, park inside it."""
         if event.value is None:
             return
+        source = f"{event.map_name}[{event.key!r}]"
         try:
-            record = decode_value(event.value, source=f"{event.map_name}[{event.key!r}]")
+            record = check_not_future(decode_value(event.value, source=source), self.clock(),
+                                      source=source)  # fmt: skip
         except MalformedValueError as exc:
             self.counter.record(event.map_name, event.key, exc)
             return

@@ -3,6 +3,13 @@
 Services read through ``RecordMap`` rather than the raw ``StoreMap`` so that every malformed
 value is rejected the same way (a typed error, counted once) and every reader measures age
 against an injected clock, which keeps replays and tests deterministic.
+
+Time rules (DESIGN.md "Failure behaviour": unknown is never healthy):
+
+- A value stamped more than ``MAX_CLOCK_SKEW_S`` after the reader's clock cannot have been
+  written yet: it is malformed (``FutureValueError``, counted like any malformed value).
+- A value from the future within that skew is readable but never fresh: its age is negative,
+  so ``read_fresh`` returns None and ``staleness_s`` reports it as infinitely stale.
 """
 
 from __future__ import annotations
@@ -23,6 +30,31 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 """Returns the current time in int64 nanoseconds UTC."""
+
+#: How far a writer's clock may run ahead of a reader's before its values count as malformed.
+MAX_CLOCK_SKEW_S = 5.0
+
+
+class FutureValueError(MalformedValueError):
+    """A stored value is stamped further in the future than the allowed clock skew."""
+
+
+def check_not_future(
+    record: Record, now_ns: int, *, source: str, max_skew_s: float = MAX_CLOCK_SKEW_S
+) -> Record:
+    """Return ``record``, or raise FutureValueError when it lies beyond ``max_skew_s`` ahead."""
+    ahead_s = (record.ts_ns - now_ns) / 1e9
+    if ahead_s > max_skew_s:
+        raise FutureValueError(
+            f"ts_ns is {ahead_s:.3f}s in the future (allowed clock skew {max_skew_s:g}s)",
+            source=source, field="ts_ns", value=record.ts_ns,
+        )  # fmt: skip
+    return record
+
+
+def is_fresh(age_s: float, max_age_s: float) -> bool:
+    """Report whether a value of age ``age_s`` is fresh: known, not from the future, not old."""
+    return 0.0 <= age_s <= max_age_s
 
 
 class MalformedCounter:
@@ -77,9 +109,11 @@ class RecordMap:
         return decode_value(text)
 
     def decode(self, key: str, text: str) -> Record:
-        """Decode ``text`` read from ``key``; count and re-raise when malformed."""
+        """Decode ``text`` read from ``key``; count and re-raise when malformed (future-dated
+        beyond the allowed clock skew included)."""
+        source = f"{self.raw.name}[{key!r}]"
         try:
-            return decode_value(text, source=f"{self.raw.name}[{key!r}]")
+            return check_not_future(decode_value(text, source=source), self.clock(), source=source)
         except MalformedValueError as exc:
             self.counter.record(self.raw.name, key, exc)
             raise
@@ -104,8 +138,8 @@ class RecordMap:
         return record.age_s(self.clock())
 
     def staleness_s(self, key: str) -> float:
-        """Return the age of the value under ``key``; infinite when missing, malformed or the
-        store is unreachable.
+        """Return the age of the value under ``key``; infinite when missing, malformed, from
+        the future or the store is unreachable.
 
         A missing or unreadable value is information decay, never "all clear" (DESIGN.md).
         """
@@ -113,11 +147,15 @@ class RecordMap:
             record = self.read(key)
         except (MalformedValueError, StoreUnavailableError):
             return math.inf
-        return math.inf if record is None else self.age_s(record)
+        if record is None:
+            return math.inf
+        age = self.age_s(record)
+        return age if age >= 0.0 else math.inf
 
     def read_fresh(self, key: str, max_age_s: float) -> Record | None:
-        """Return the record under ``key`` only if it is at most ``max_age_s`` old."""
+        """Return the record under ``key`` only if it is fresh: at most ``max_age_s`` old and
+        not from the future."""
         record = self.read(key)
-        if record is None or self.age_s(record) > max_age_s:
+        if record is None or not is_fresh(self.age_s(record), max_age_s):
             return None
         return record

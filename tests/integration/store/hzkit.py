@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from dolphin.store.cluster import ClusterSpec
 from dolphin.store.hazelcast import HazelcastStore
 from dolphin.store.ports import EntryEvent
+from tests.kit.procs import wait_for  # noqa: F401 (re-exported for the store tests)
 
 TEST_CLUSTER = "dolphin-test"
 FIRST_PORT = 5801
@@ -60,14 +59,6 @@ def fast_store(addresses: tuple[str, ...], **overrides: object) -> HazelcastStor
     return HazelcastStore.connect(",".join(addresses), **settings)
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout_s`` passes; return its last answer."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Collector:

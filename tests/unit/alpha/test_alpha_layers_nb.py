@@ -249,13 +249,16 @@ def test_irp_matches_reference(values, direction):
 
 
 def _hist_from(series):
+    """Ring buffers holding ``series`` (every price real, the last one on the current bar)."""
+    from dolphin.alpha.layout import H_LAST_REAL, new_histories
+
     series = [np.asarray(s, dtype=float) for s in series]
-    hist = np.full((len(series), 64), np.nan)
-    hist_n = np.zeros(len(series), dtype=np.int64)
+    hist, hist_n = new_histories(len(series))
     for a, s in enumerate(series):
         for p in s:
             hist[a, hist_n[a] % 64] = p
             hist_n[a] += 1
+        hist[a, H_LAST_REAL] = hist_n[a]
     return hist, hist_n
 
 
@@ -301,3 +304,44 @@ def test_ob_depth_gate_skips_thin_books():
     assert nb.select_asset_nb(order, 2, action, align, 0.45, -1, dq, True) == 1
     assert nb.ob_ars_adjust_nb(1.0, 1.6) == pytest.approx(1.1)
     assert nb.ob_ars_adjust_nb(-1.0, 0.3) == pytest.approx(-1.1)
+
+
+def _down_then_up():
+    """100 -> 99 over 25 returns, then 99 -> 102 over 24 (50 prices, the IRP window).
+
+    Worked by hand in percent of the first price: SHORT (direct) cum rises to +1 then ends at
+    -2: MFE 1, MAE 2, efficiency 0.5, alignment 25/49, latency 3 (0.04 a bar reaches 0.1).
+    LONG (inverse): MFE 2, MAE 1, efficiency 2, alignment 24/49; noise is the same both ways.
+    ARS: SHORT 0.5 ln 1.5 + 0.35 * 25/49 = 0.381, LONG 0.5 ln 3 + 0.35 * 24/49 = 0.721 (less the
+    same noise term). LONG wins, but its latency is 35 (from -1 at 0.125 a bar to +0.2 takes 10
+    bars after bar 25): > 20, gated.
+    """
+    return np.r_[100.0 - 0.04 * np.arange(26), 99.0 + 0.125 * np.arange(1, 25)]
+
+
+def test_irp_takes_the_higher_ars_direction_before_the_gates():
+    hist, hist_n = _hist_from([_down_then_up()])
+    dq = np.zeros(1)
+    _order, n_valid, _ars, action, _align = nb.rank_assets_irp_nb(hist, hist_n, 50, -1, dq, False)
+    # Bible §5.4: the better direction (LONG) is chosen, then gated: the asset is not ranked.
+    # Filtering both directions first would have kept the SHORT survivor instead.
+    assert n_valid == 0
+    assert action[0] == 1
+
+
+def test_irp_keeps_the_higher_ars_direction_when_it_passes():
+    falling = 100.0 - 0.05 * np.arange(50)  # SHORT: efficiency huge, alignment 1, latency 1
+    hist, hist_n = _hist_from([falling])
+    _order, n_valid, _ars, action, _align = nb.rank_assets_irp_nb(
+        hist, hist_n, 50, 1, np.zeros(1), False  # asked for LONG: the inverse (SHORT) wins
+    )
+    assert n_valid == 1 and action[0] == -1
+
+
+def test_irp_skips_an_asset_without_a_real_close_on_this_bar():
+    from dolphin.alpha.layout import H_LAST_REAL
+
+    hist, hist_n = _hist_from([100.0 - 0.05 * np.arange(50)])
+    hist[0, H_LAST_REAL] = hist_n[0] - 1  # the last push was a repeat, not a real close
+    _o, n_valid, *_ = nb.rank_assets_irp_nb(hist, hist_n, 50, -1, np.zeros(1), False)
+    assert n_valid == 0

@@ -10,7 +10,7 @@ import pytest
 from dolphin.alpha import layout as lay
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.alpha.interfaces import McReport
-from dolphin.core.config import resolve_overrides
+from dolphin.core.config import AlphaConfig, resolve_overrides
 from dolphin.core.records import EXIT_REASONS
 from dolphin.risk.acb import AcbDay
 
@@ -251,6 +251,30 @@ def test_legacy_ob_edge_is_seeded_and_roughly_40_percent():
 
 
 def test_state_layout_is_consistent():
-    assert lay.N_PARAMS == 38
+    assert lay.N_PARAMS == 39  # P_DATA_END_BARS is the last slot
+    assert lay.P_DATA_END_BARS == lay.N_PARAMS - 1
     assert lay.S_STREAK_RING + 5 == lay.N_STATE
-    assert lay.HIST_LEN >= lay.IRP_WINDOW
+    assert AlphaConfig().irp_window_bars <= lay.HIST_LEN
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "slot"),
+    [
+        ("irp_window_bars", 40, lay.P_IRP_WINDOW),
+        ("gap_window_bars", 20, lay.P_GAP_WINDOW),
+        ("bucket_min_trades", 9, lay.P_BUCKET_MIN_TRADES),
+        ("hell_entry_fill", 0.3, lay.P_HELL_ENTRY_FILL),
+        ("hell_maker_exit_fill", 0.2, lay.P_HELL_MAKER_EXIT_FILL),
+        ("data_end_bars", 33, lay.P_DATA_END_BARS),
+    ],
+)
+def test_result_shaping_parameters_are_config_fields_covered_by_the_id(field, value, slot):
+    base = resolve_overrides({})
+    cfg = resolve_overrides({field: value})
+    assert cfg.id != base.id
+    assert lay.build_params(cfg.alpha)[slot] == value
+
+
+def test_data_end_bars_zero_means_max_hold_bars():
+    cfg = resolve_overrides({"max_hold_bars": 77})
+    assert lay.build_params(cfg.alpha)[lay.P_DATA_END_BARS] == 77

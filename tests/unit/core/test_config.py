@@ -5,6 +5,7 @@ import pytest
 
 from dolphin.core.config import (
     CHAMPION_BLUE_ID,
+    MAX_COUNT,
     DolphinConfig,
     canonical_json,
     load_config,
@@ -98,6 +99,21 @@ def test_partial_yaml_overrides_flat_and_sectioned(tmp_path):
         ("- 1\n- 2\n", "top level must be a mapping"),
         ("alpha: 3\n", "section 'alpha' must be a mapping"),
         ("a: [\n", "not valid YAML"),
+        ("seed: 1\nseed: 2\n", "duplicate key 'seed'"),
+        ("alpha:\n  seed: 1\n  fraction: 0.2\n  seed: 2\n", "line 4"),
+        ("alpha:\n  seed: 1\nalpha:\n  fraction: 0.2\n", "duplicate key 'alpha'"),
+        ("seed: 1\nalpha:\n  seed: 2\n", "field 'seed' is given twice"),
+        ("max_levrage: 3\n", "unknown field 'max_levrage'; did you mean `max_leverage`?"),
+        ("alpha:\n  max_levrage: 3\n", "did you mean `max_leverage`?"),
+        ("alpha:\n  beta_high: 0.5\n", "it belongs in section 'acb'"),
+        ("alpa:\n  seed: 1\n", "did you mean `alpha`?"),
+        ("fraction: 1.5\n", "(value: 1.5)"),
+        ("fixed_tp_pct: .nan\n", "alpha.fixed_tp_pct must be a finite number (value: nan)"),
+        ("windows: [50, .inf]\n", "must be a finite number"),
+        ("initial_capital: 1.0e+999\n", "(value: inf)"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 20"),
+        ("seed: 2021-02-30\n", "not valid YAML"),
+        ("seed: !!python/none ''\n", "not valid YAML"),
     ],
 )
 def test_bad_yaml_raises_config_error_naming_file_and_field(tmp_path, text, needle):
@@ -133,3 +149,60 @@ def test_production_entry_points_accept_only_the_champion():
     assert require_champion(DolphinConfig(), entry_point="paper").id == CHAMPION_BLUE_ID
     with pytest.raises(ConfigError, match=r"paper: config id .* is not the declared champion"):
         require_champion(DolphinConfig().replace(fixed_tp_pct=0.01), entry_point="paper")
+
+
+def _leaf_fields(kind: type) -> list[tuple[str, object]]:
+    """Return ``(field, default)`` for every field whose default is a ``kind`` (bools aside)."""
+    tree = DolphinConfig().to_dict()
+    return [
+        (name, value)
+        for fields in tree.values()
+        for name, value in fields.items()
+        if isinstance(value, kind) and not isinstance(value, bool)
+    ]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("name", [n for n, _ in _leaf_fields(float)])
+def test_every_float_field_refuses_nan_and_inf_showing_the_value(name, bad):
+    with pytest.raises(ConfigError) as info:
+        resolve_overrides({name: bad}, source="x.yml")
+    assert name in str(info.value)
+    assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("name", [n for n, _ in _leaf_fields(int)])
+def test_every_int_field_has_an_upper_bound_and_shows_the_value(name):
+    with pytest.raises(ConfigError) as info:
+        resolve_overrides({name: 10**12}, source="x.yml")
+    assert name in str(info.value)
+    assert "1000000000000" in str(info.value)
+
+
+def test_int_bounds_are_inclusive_and_sensible():
+    assert resolve_overrides({"max_hold_bars": MAX_COUNT}).alpha.max_hold_bars == MAX_COUNT
+    assert resolve_overrides({"seed": 2**32 - 1}).alpha.seed == 2**32 - 1
+    with pytest.raises(ConfigError, match=r"\$\.alpha\.seed.*4294967296"):
+        resolve_overrides({"seed": 2**32})
+    with pytest.raises(ConfigError, match=r"windows\[1\].*\(value: 10000000\)"):
+        resolve_overrides({"windows": [50, 10**7], "instability_windows": [50]})
+
+
+def test_bounds_leave_the_default_values_and_so_the_id_unchanged():
+    plain = msgspec.json.encode(msgspec.to_builtins(DolphinConfig()), order="sorted")
+    assert canonical_json(DolphinConfig()) == plain
+    assert load_config(CONFIGS / "blue.yml").id == DolphinConfig().id
+
+
+def test_non_utf8_yaml_is_a_config_error_naming_the_byte(tmp_path):
+    f = tmp_path / "bad.yml"
+    f.write_bytes(b"alpha:\n  seed: \xff\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte b'\\xff' at offset 15\)"):
+        load_config(f)
+
+
+def test_yaml_with_bom_and_merge_keys_still_loads(tmp_path):
+    f = tmp_path / "ok.yml"
+    f.write_text("\ufeffalpha:\n  <<: {seed: 7, fraction: 0.1}\n  seed: 8\n", encoding="utf-8")
+    c = load_config(f)
+    assert (c.alpha.seed, c.alpha.fraction) == (8, 0.1)

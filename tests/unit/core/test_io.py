@@ -63,3 +63,66 @@ def test_new_file_gets_default_permissions_not_private(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------------------------ temp names and cleanup
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_temp_names_carry_the_pid_and_a_random_suffix(tmp_path):
+    with atomic_path(tmp_path / "f.bin") as a, atomic_path(tmp_path / "g.bin") as b:
+        assert a.name.startswith(f".f.bin.{os.getpid()}-") and a.name.endswith(".tmp")
+        assert b.name.startswith(f".g.bin.{os.getpid()}-")
+        a.write_bytes(b"a")
+        b.write_bytes(b"b")
+    with atomic_path(tmp_path / "f.bin") as c:
+        assert c.name != a.name  # random part: two writers never collide
+        c.write_bytes(b"c")
+
+
+def test_stale_temps_of_dead_writers_are_removed_and_nothing_else(tmp_path):
+    from dolphin.core.io import remove_stale_temps
+
+    dead = _dead_pid()
+    stale = tmp_path / f".out.parquet.{dead}-0123456789ab.tmp"
+    live = tmp_path / f".out.parquet.{os.getpid()}-0123456789ab.tmp"
+    foreign = [tmp_path / "notes.tmp", tmp_path / ".editor.swp.tmp", tmp_path / "out.parquet"]
+    for p in (stale, live, *foreign):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == [stale]
+    assert live.exists() and all(p.exists() for p in foreign)
+
+
+def test_stale_temp_cleanup_honours_prefix_and_depth(tmp_path):
+    from dolphin.core.io import remove_stale_temps
+
+    dead = _dead_pid()
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    a = tmp_path / f".sweep.html.{dead}-0123456789ab.tmp"
+    b = tmp_path / f".other.html.{dead}-0123456789ab.tmp"
+    c = tmp_path / "sub" / f".x.parquet.{dead}-0123456789ab.tmp"
+    d = tmp_path / "sub" / "deeper" / f".y.parquet.{dead}-0123456789ab.tmp"
+    for p in (a, b, c, d):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, prefix="sweep") == [a]
+    assert remove_stale_temps(tmp_path, depth=1) == [b, c]
+    assert d.exists() and remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_old_pidless_temps_are_removed_only_once_old(tmp_path):
+    from dolphin.core.io import LEGACY_TEMP_AGE_S, remove_stale_temps
+
+    old = tmp_path / ".a.parquet.0123456789ab.tmp"
+    new = tmp_path / ".b.parquet.0123456789ab.tmp"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    past = os.path.getmtime(old) - LEGACY_TEMP_AGE_S - 10
+    os.utime(old, (past, past))
+    assert remove_stale_temps(tmp_path) == [old]
+    assert new.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 
 import numpy as np
@@ -157,3 +158,46 @@ def test_committed_sample_loads_as_20_symbols_by_7_days():
     assert df["symbol"].nunique() == 20
     assert len(df) == 20 * 7 * 1440
     assert df["timestamp"].min() == pd.Timestamp("2021-04-12", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda ts: ts.dt.tz_convert("Asia/Tokyo"),
+        lambda ts: ts.dt.tz_localize(None),
+        lambda ts: ts.astype("datetime64[s, UTC]"),
+        lambda ts: ts.astype("int64") // 1_000_000,
+        lambda ts: ts.astype("int64") // 1_000,
+        lambda ts: (ts.astype("int64") // 1_000_000).astype(float),
+    ],
+    ids=["tokyo", "naive", "seconds", "int-ms", "int-us", "float-ms"],
+)
+def test_long_parquet_times_in_any_unit_or_zone_load_as_the_same_utc_bars(tmp_path, convert):
+    bars = real_bars("BTCUSDT", 10)
+    path = write_long_parquet(
+        tmp_path / "bars.parquet", bars.assign(timestamp=convert(bars["timestamp"]))
+    )
+    assert_same_bars(load_bars(path), bars)
+
+
+def test_csv_with_bom_crlf_blank_lines_and_padding_loads(tmp_path):
+    bars = real_bars("BTCUSDT", 5)
+    text = write_binance_csv(tmp_path / "x.csv", bars, header=True).read_text()
+    lines = [" , ".join(line.split(",")) for line in text.splitlines()]
+    path = tmp_path / "BTCUSDT-1m-2021-04-02.csv"
+    path.write_bytes(("\ufeff" + "\r\n".join([*lines[:3], "", *lines[3:]]) + "\r\n").encode())
+    assert_same_bars(load_bars(path), bars)
+
+
+def test_json_integer_prices_and_float_times_load(tmp_path):
+    bars = real_bars("BTCUSDT", 4).round({"open": 0, "high": 0, "low": 0, "close": 0})
+    bars["high"] = bars[["open", "high", "close"]].max(axis=1)
+    bars["low"] = bars[["open", "low", "close"]].min(axis=1)
+    path = tmp_path / "BTC_USDT-1m.json"
+    rows = write_freqtrade_json(path, bars)
+    raw = [
+        [float(t), int(o), int(h), int(lo), int(c), v]
+        for t, o, h, lo, c, v in json.loads(rows.read_text())
+    ]
+    path.write_text(json.dumps(raw))
+    assert_same_bars(load_bars(path), bars)

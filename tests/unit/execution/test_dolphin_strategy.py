@@ -151,7 +151,8 @@ class TestDateChangeHandling:
 
 
 class TestStoreUnavailableDegradation:
-    def test_unreadable_posture_defaults_to_apex_and_trading_continues(self, caplog):
+    # DESIGN.md overrules §14.6: an unknown posture is TURTLE, never APEX.
+    def test_unreadable_posture_is_turtle_and_trading_continues(self, caplog):
         def down():
             raise ConnectionError("store unreachable")
 
@@ -160,13 +161,13 @@ class TestStoreUnavailableDegradation:
         with caplog.at_level("WARNING"):
             for r in rows:
                 st.core.on_scan(r)
-        assert st.posture == "APEX" and st.core.total_bars == DAY + 2
-        assert sum("defaulting to APEX" in m for m in caplog.messages) == 1
+        assert st.posture == "TURTLE" and st.core.total_bars == DAY + 2
+        assert sum("trading as TURTLE" in m for m in caplog.messages) == 1
 
-    def test_unknown_posture_value_defaults_to_apex(self):
+    def test_unknown_posture_value_is_turtle(self):
         st = _strategy(posture_source=lambda: "PANIC")
         st.core.on_scan(_scans(1)[1][0])
-        assert st.posture == "APEX"
+        assert st.posture == "TURTLE"
 
 
 class TestReplayModeBarTracking:

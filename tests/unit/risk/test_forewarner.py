@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import threading
 
 import numpy as np
 import pandas as pd
@@ -12,9 +15,11 @@ from dolphin.alpha import layout as lay
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.cli import main
 from dolphin.core.config import DolphinConfig
-from dolphin.core.errors import ConfigError
+from dolphin.core.errors import BadInputError, ConfigError
+from dolphin.risk import mc_models
 from dolphin.risk.forewarner import (
     FEATURES,
+    MC_STATUSES,
     RANGES,
     ForewarnerMcReport,
     bootstrap_path,
@@ -25,10 +30,23 @@ from dolphin.risk.forewarner import (
     in_ranges,
     label,
     path_outcome,
+    status_codes,
     status_of,
     training_hash,
 )
-from dolphin.risk.mc_models import DEFAULT_DIR, ForewarnerGate, assess, load, save, train
+from dolphin.risk.mc_models import (
+    DEFAULT_DIR,
+    ForewarnerGate,
+    ModelSet,
+    assess,
+    day_status_codes,
+    default_gate,
+    load,
+    load_cached,
+    save,
+    train,
+)
+from dolphin.risk.sensors import MC_STATUS_CODE
 
 
 @pytest.mark.parametrize(
@@ -174,3 +192,201 @@ def test_shipped_model_set_assesses_the_champion_on_a_fresh_checkout(capsys):
     assert out["status"] in ("OK", "ORANGE", "RED")
     assert out["model_version"] == meta["version"] and out["model_age_days"] >= 0
     assert 0.0 <= out["catastrophic_probability"] <= 1.0
+
+
+# ---------------------------------------------------------------- batch status codes
+def test_status_codes_equal_status_of_cell_by_cell_at_the_boundaries():
+    ps = [0.0, 0.10, 0.1000001, 0.25, 0.2500001, 1.0, math.nan]
+    es = [-2.0, -1.0000001, -1.0, -1e-12, 0.0, 1.0, math.nan]
+    grid = list(itertools.product(ps, es, [True, False]))
+    p, e, inside = (np.array(col) for col in zip(*grid, strict=True))
+    codes = status_codes(p, e, inside)
+    assert codes.dtype == np.int8
+    assert [MC_STATUSES[c] for c in codes] == [status_of(*cell) for cell in grid]
+
+
+def test_status_code_table_agrees_with_the_survival_sensor_readings():
+    assert {name: float(code) for code, name in enumerate(MC_STATUSES)} == MC_STATUS_CODE
+
+
+def _mixed_configs(rng: np.random.Generator) -> list[DolphinConfig]:
+    """Configs inside RANGES, outside them (each feature in turn), and duplicates."""
+    inside = [config_from_row(r) for r in draw_configs(24, rng).to_dict("records")]
+    outside = [
+        DolphinConfig().replace(fraction=0.5),  # inside; its leverage 20 below is not
+        DolphinConfig().replace(fraction=0.9),
+        DolphinConfig().replace(fixed_tp_pct=0.05),
+        DolphinConfig().replace(max_hold_bars=500),
+        DolphinConfig().replace(vel_div_threshold=-0.06, vel_div_extreme=-0.08),
+        DolphinConfig().replace(fraction=0.01, max_leverage=0.5),
+    ]
+    return [*inside, *outside, inside[0], outside[0]]
+
+
+@pytest.mark.parametrize("which", ["shipped", "synthetic"])
+def test_day_status_codes_equal_the_per_cell_gate(which, request):
+    models = load_cached() if which == "shipped" else request.getfixturevalue("synthetic_models")
+    rng = np.random.default_rng(5)
+    configs = _mixed_configs(rng)
+    lev = rng.uniform(0.3, 20.0, size=(len(configs), 6))
+    lev[:, 1] = lev[:, 0]  # repeated days
+    lev[:, 2] = [c.alpha.max_leverage * 1.347 for c in configs]  # the engine's boost x base
+    lev[:, 3] = 12.0  # the edge of the sampled range: still inside
+    lev[len(configs) - 8, 4] = 20.0  # fraction 0.5 at leverage 20: outside the explored map
+    codes = day_status_codes(models, configs, lev)
+    assert codes.shape == lev.shape and codes.dtype == np.int8
+    gates = [ForewarnerGate(models, c) for c in configs]
+    per_cell = np.array(
+        [
+            [MC_STATUS_CODE[g.assess("2024-01-01", x).status] for x in row]
+            for g, row in zip(gates, lev, strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(codes, per_cell)
+    # never OK outside the explored region: leverage above 12, or any feature outside RANGES
+    assert (codes[lev > RANGES["max_leverage"][1]] != 0).all()
+    assert codes[len(configs) - 8, 4] != 0
+    assert (codes[len(configs) - 7 : len(configs) - 2] != 0).all()
+    assert len(set(codes.ravel().tolist())) >= 2  # the test sees more than one status
+
+
+def test_day_status_codes_of_many_configs_predict_each_distinct_row_once(monkeypatch):
+    models = load_cached()
+    configs = [DolphinConfig().replace(max_leverage=x) for x in (2.0, 3.0)] * 50
+    lev = np.tile([[1.0, 2.0, 2.0, 5.0]], (100, 1))
+    calls = []
+    real = ModelSet.predict
+
+    def spy(self, x):
+        calls.append(len(x))
+        return real(self, x)
+
+    monkeypatch.setattr(ModelSet, "predict", spy)
+    codes = day_status_codes(models, configs, lev)
+    assert calls == [3]  # the two configs share every feature but max_leverage: 3 leverages
+    assert (codes == codes[0]).all()
+
+
+def test_day_status_codes_reject_bad_shapes_and_non_finite_leverage():
+    models, configs = load_cached(), [DolphinConfig()] * 2
+    with pytest.raises(BadInputError, match="2 configs x days"):
+        day_status_codes(models, configs, np.ones(2))
+    with pytest.raises(BadInputError, match="2 configs x days"):
+        day_status_codes(models, configs, np.ones((3, 4)))
+    bad = np.ones((2, 3))
+    bad[1, 2] = math.nan
+    with pytest.raises(BadInputError, match="config 1, day 2 is not finite"):
+        day_status_codes(models, configs, bad)
+    assert day_status_codes(models, configs, np.ones((2, 0))).shape == (2, 0)
+    assert day_status_codes(models, [], np.ones((0, 43))).shape == (0, 43)
+
+
+def test_default_gate_uses_the_shipped_set_once_and_names_its_model():
+    meta = json.loads((DEFAULT_DIR / "meta.json").read_text())
+    a = default_gate(DolphinConfig())
+    b = default_gate(DolphinConfig().replace(fraction=0.1))
+    assert a.model_id == b.model_id == meta["version"] == meta["training_sha256"][:12]
+    assert a.models is b.models  # loaded once per process
+    assert b.base["fraction"] == 0.1 and a.base["fraction"] == DolphinConfig().alpha.fraction
+
+
+# ---------------------------------------------------------------- atomic save
+def _dummy(tag: str, blob_bytes: int = 0) -> ModelSet:
+    """A model set whose four parts and meta all carry ``tag`` (to check they belong together)."""
+    blob = np.random.default_rng(len(tag)).integers(0, 255, blob_bytes, dtype=np.uint8)
+    return ModelSet(scaler=tag, classifier=blob, envelope=tag, guard=tag, meta={"version": tag})
+
+
+def _same_set(m: ModelSet) -> bool:
+    return m.scaler == m.envelope == m.guard == m.meta["version"]
+
+
+def test_save_replaces_both_files_keeps_other_files_and_leaves_no_temporaries(tmp_path):
+    d = tmp_path / "mc"
+    save(_dummy("A"), d)
+    (d / "README").write_text("keep me")
+    save(_dummy("B"), d)
+    again = load(d)
+    assert again.scaler == "B" and again.meta["version"] == "B"
+    assert (d / "README").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mc"]
+    assert sorted(p.name for p in d.iterdir()) == ["README", "meta.json", "models.joblib"]
+
+
+def test_a_failed_save_leaves_the_previous_set_and_no_temporaries(tmp_path, monkeypatch):
+    d = tmp_path / "mc"
+    save(_dummy("A"), d)
+    bad = _dummy("B")
+    bad.guard = threading.Lock()  # cannot be pickled: fails while writing models.joblib
+    with pytest.raises(TypeError, match="pickle"):
+        save(bad, d)
+
+    def boom(path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mc_models, "_fsync", boom)  # fails after both files are written
+    with pytest.raises(OSError, match="disk full"):
+        save(_dummy("C"), d)
+    assert load(d).meta["version"] == "A" and _same_set(load(d))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mc"]
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_a_reader_never_sees_a_new_model_with_an_old_meta(tmp_path, monkeypatch, exchange):
+    if not exchange:
+        monkeypatch.setattr(mc_models, "_exchange", lambda a, b: False)
+    d = tmp_path / "mc"
+    save(_dummy("A", 200_000), d)
+    done = threading.Event()
+    seen: list[str] = []
+    mixed: list[ModelSet] = []
+
+    def read():
+        while not done.is_set():
+            m = load(d)
+            seen.append(m.meta["version"])
+            if not _same_set(m):
+                mixed.append(m)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(16):
+            save(_dummy("AB"[i % 2] * (1 + i % 3), 200_000), d)
+    finally:
+        done.set()
+        reader.join()
+    assert not mixed
+    assert len(set(seen)) >= 2  # the reader did overlap with several saves
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mc"]
+
+
+def test_concurrent_saves_use_unique_temporaries_and_end_with_one_whole_set(tmp_path):
+    d = tmp_path / "mc"
+    errors: list[BaseException] = []
+
+    def write(tag: str):
+        try:
+            for _ in range(5):
+                save(_dummy(tag, 50_000), d)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in ("X", "YY", "ZZZ")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    final = load(d)
+    assert _same_set(final) and final.meta["version"] in ("X", "YY", "ZZZ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mc"]
+
+
+def test_load_cached_reloads_after_a_save(tmp_path):
+    d = tmp_path / "mc"
+    save(_dummy("A"), d)
+    first = load_cached(d)
+    assert load_cached(d) is first
+    save(_dummy("B"), d)
+    assert load_cached(d).meta["version"] == "B"

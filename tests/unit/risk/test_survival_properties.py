@@ -97,7 +97,8 @@ def test_nan_inf_or_missing_sensor_is_never_healthier_than_a_known_reading(name,
     st.floats(min_value=0.0, max_value=1e4),
 )
 def test_rm_is_monotone_non_increasing_as_any_sensor_degrades(base, name, delta):
-    base = {**base, "dvol": 50.0}
+    # a fill probability above 1 is no reading (the floor): degrading starts from a valid one
+    base = {**base, "dvol": 50.0, "ob_fill_probability": min(base["ob_fill_probability"], 1.0)}
     worse = {**base, name: _worse(name, base[name], delta)}
     a = SurvivalController(CFG).update(base, 0)
     b = SurvivalController(CFG).update(worse, 0)

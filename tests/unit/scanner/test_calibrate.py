@@ -64,3 +64,16 @@ def test_calibrate_reports_real_and_surrogate_side_by_side():
     assert res["threshold_in_surrogate_sigma"] == pytest.approx(
         (-0.02 - sur["mean"]) / sur["std"])
     assert calibrate(scans, -0.02, CFG, seed=3) == res
+
+
+def test_calibrate_rebuilds_the_filled_matrix_from_real_closes():
+    wide = factor_prices(600, 6)
+    real = np.ones((600, 6), bool)
+    real[[200, 201, 350], 1] = False  # forward-filled bars: NaN in the scans' close column
+    for t in (200, 201, 350):
+        wide.loc[t, "A01USDT"] = wide.loc[t - 1, "A01USDT"]
+    scans = scan_prices(wide, CFG, real=real)
+    assert scans["A01USDT"].isna().sum() == 3
+    # Same surrogate as from the filled closes: the asset is still priced on every bar.
+    assert calibrate(scans, -0.02, CFG, seed=3) == calibrate(scan_prices(wide, CFG), -0.02, CFG,
+                                                             seed=3)

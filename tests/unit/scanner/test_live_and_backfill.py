@@ -56,6 +56,9 @@ def test_live_rows_equal_batch_rows_with_listing_delisting_and_carried_bars():
         assert np.nanmax(np.abs(a - b)) <= 1e-9, col
     assert (batch["v10_n_assets"].to_numpy() == live["v10_n_assets"].to_numpy()).all()
     assert live.loc[100, "A05USDT"] == wide.at[100, "A05USDT"]
+    # Carried internally (same lambdas as the filled batch) but no real close in the row.
+    assert live.loc[120:123, "A02USDT"].isna().all() and live.loc[124, "A02USDT"] > 0
+    assert (live["n_assets"].to_numpy() == batch["n_assets"].to_numpy()).all()
 
 
 def test_live_flags_a_gap_when_most_assets_are_carried():

@@ -148,3 +148,43 @@ def test_hz_command_parses_start_stop_status() -> None:
     assert callable(args.func)
     assert callable(parser.parse_args(["hz", "stop"]).func)
     assert callable(parser.parse_args(["hz", "status"]).func)
+
+
+def _dead_pid() -> int:
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_a_download_killed_mid_write_leaves_a_temp_the_next_download_removes(tmp_path) -> None:
+    stale = tmp_path / f".hazelcast-5.6.0.jar.{_dead_pid()}-0123456789ab.tmp"
+    stale.write_bytes(b"half a jar")
+    jar = resolve_jar(cache_dir=tmp_path, fetch=FakeCentral())
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [jar.name, jar.name + ".sha1"]
+    assert (tmp_path / (jar.name + ".sha1")).read_text() == JAR_SHA1 + "\n"
+
+
+def test_pid_files_are_written_through_the_atomic_writer(tmp_path, monkeypatch) -> None:
+    from dolphin.core import io as core_io
+    from dolphin.store import cluster
+
+    class FakeProc:
+        pid = 424242
+
+    written: list[Path] = []
+    real = core_io.atomic_path
+
+    def spy(path, **kw):
+        written.append(Path(path))
+        return real(path, **kw)
+
+    stale = tmp_path / f".member-5701.pid.{_dead_pid()}-0123456789ab.tmp"
+    stale.write_text("1\n")
+    monkeypatch.setattr(cluster.subprocess, "Popen", lambda *a, **k: FakeProc())
+    monkeypatch.setattr(core_io, "atomic_path", spy)
+    spec = ClusterSpec(state_dir=tmp_path)
+    assert cluster.spawn_member(spec, 5701, tmp_path / "x.jar") == 424242
+    assert pid_file(tmp_path, 5701).read_text() == "424242\n"
+    assert pid_file(tmp_path, 5701) in written
+    assert not stale.exists() and not list(tmp_path.glob(".*.tmp"))
