@@ -46,3 +46,10 @@ def test_paper_session_without_a_posture_source_reads_turtle_and_never_enters(tm
     assert not any("posture=APEX" in ln for ln in lines)
     summary = json.loads(next(ln for ln in lines if ln.startswith("session "))[8:])
     assert summary["trades"] == 0 and summary["orders"] == 0
+    # the engine decided entries; the risk gate refused each one and the trade log kept it
+    assert summary["denials"] >= 1
+    with open(summary["trades_file"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == summary["denials"]
+    assert {r["event"] for r in rows} == {"DENIED"}
+    assert {r["reason"] for r in rows} == {"reduce_only"}  # TURTLE: reductions only

@@ -58,7 +58,7 @@ def test_cli_backtest_with_survival_writes_postures(april_scans, tmp_path, share
     equity = pd.read_parquet(out / "equity.parquet")
     html = (out / "report.html").read_text()
     assert "STALKER" in set(trades["posture"])
-    assert {"rm", "posture", "entry_block"} <= set(equity.columns)
+    assert {"rm", "posture", "denial"} <= set(equity.columns)
     assert "Posture changes" in html and "Survival Rm" in html
     assert json.loads((out / "metrics.json").read_text())["trades"] == len(trades)
     # 2021-04 has no DVOL in the shared indices: the environmental sensor is not registered

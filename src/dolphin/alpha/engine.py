@@ -22,12 +22,21 @@ from dolphin.alpha.interfaces import (
     PostureProvider,
     empty_ob,
 )
-from dolphin.alpha.step_nb import close_position_nb, last_price_nb, run_bars_nb, step_bar_nb
+from dolphin.alpha.step_nb import (
+    close_position_nb,
+    equity_now_nb,
+    last_price_nb,
+    restep_state_nb,
+    run_bars_nb,
+    step_bar_nb,
+)
 from dolphin.core.config import DolphinConfig
+from dolphin.core.enums import McStatus
 from dolphin.core.errors import HaltTradingError
 from dolphin.core.records import EXIT_END_OF_DATA, POSTURES, TRADE_DTYPE, empty_trades
 from dolphin.features.funding import FundingEvents
 from dolphin.risk.acb import AcbDay
+from dolphin.risk.gate import EntryRequest, RiskGate, audit, entry_requests
 
 _NO_ASSET = np.zeros(0, dtype=np.int64)
 _NO_RATE = np.zeros(0)
@@ -80,8 +89,11 @@ class NDAlphaEngine:
         self._day: str | None = None
         self._day_start_capital = self.capital
         self._day_trades0 = 0
-        self._mc_status = "OK"
-        self._entry_block = False
+        self._mc_status = McStatus.OK.name
+        #: The one risk gate (``risk.gate``): every entry the kernel decides is judged by it.
+        self.gate = RiskGate(config.pretrade)
+        #: The survival controller's Rm on paths that run one (None: this path has none).
+        self.rm: float | None = None
 
     # ------------------------------------------------------------ properties
     @property
@@ -125,8 +137,7 @@ class NDAlphaEngine:
         s[lay.S_DAY_BETA] = acb.beta if acb is not None else 0.0
         report = self.mc_gate.assess(date, self.config.alpha.max_leverage * s[lay.S_DAY_BOOST])
         self._mc_status = report.status
-        s[lay.S_DAY_MC_SCALE] = 0.5 if self._mc_status == "ORANGE" else 1.0
-        self._entry_block = False
+        s[lay.S_DAY_MC_SCALE] = 0.5 if self._mc_status == McStatus.ORANGE.name else 1.0
         self.set_posture(posture or self.posture_provider.posture(date))
 
     @property
@@ -135,29 +146,20 @@ class NDAlphaEngine:
         return self._mc_status
 
     def set_posture(self, posture: str) -> None:
-        """Apply a posture (§11.7): TURTLE/HIBERNATE halt entries, HIBERNATE forces an exit.
+        """Apply a posture (§11.7): the gate refuses entries in TURTLE and HIBERNATE (recorded
+        as denials), STALKER caps leverage, HIBERNATE forces an exit.
 
-        May be called between bars (the survival controller's per-bar posture): the halt is
-        recomputed from the day's MC status, the posture and any pre-trade entry block, so a
-        posture that improves mid-day lifts a posture halt but never an MC RED one (§12).
+        May be called between bars (the survival controller's per-bar posture). The kernel's
+        own halt is the day's MC RED only (§12): a posture that improves mid-day never lifts it.
         """
         if posture not in POSTURES:
             raise ValueError(f"unknown posture {posture!r}; expected one of {POSTURES}")
         self.state[lay.S_POSTURE] = POSTURES.index(posture)
-        self._refresh_halt()
+        self.state[lay.S_HALT] = 1.0 if self._mc_status == McStatus.RED.name else 0.0
 
-    def set_entry_block(self, blocked: bool) -> None:
-        """Block (or unblock) new entries from the next bar on: a pre-trade denial."""
-        self._entry_block = bool(blocked)
-        self._refresh_halt()
-
-    def _refresh_halt(self) -> None:
-        halt = (
-            self._mc_status == "RED"
-            or self.state[lay.S_POSTURE] >= POSTURES.index("TURTLE")
-            or self._entry_block
-        )
-        self.state[lay.S_HALT] = 1.0 if halt else 0.0
+    def set_rm(self, rm: float | None) -> None:
+        """Give the gate the survival controller's Rm for the next bars (None: no controller)."""
+        self.rm = rm
 
     def update_acb_boost(self, boost: float, beta: float) -> None:
         """Apply a mid-day ACB update (§10.5); §7.3 flags a forced exit on a big drop."""
@@ -203,34 +205,62 @@ class NDAlphaEngine:
         vol_ok: bool = True,
         funding: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """Run one bar through the kernel; return the trades closed on it (0 or 1 records).
+        """Run one bar through the kernel and the risk gate; return the trades closed on it.
 
         ``prices`` holds the bar's REAL closes (NaN where an asset has none: no trade on it);
         ``funding`` is the bar's ``(asset index, rate)`` funding events (``FundingEvents.bar``).
+        An entry the gate refuses is undone: the bar is stepped again from the state before it
+        with entries blocked, and the denial is recorded (``gate.denials``).
         """
         per_asset, macro, has_ob = self._ob_row(ts_ns)
         f_asset, f_rate = funding if funding is not None else (_NO_ASSET, _NO_RATE)
+        f_asset = np.ascontiguousarray(f_asset, dtype=np.int64)
+        f_rate = np.ascontiguousarray(f_rate, dtype=np.float64)
         n0 = int(self.state[lay.S_N_TRADES])
+        before = self.state.copy()
         status = step_bar_nb(
-            self.state,
-            self.hist,
-            self.hist_n,
-            self._buf,
-            self.params,
-            bar_idx,
-            ts_ns,
-            float(vel_div),
-            bool(data_gap),
-            bool(vol_ok),
-            np.ascontiguousarray(prices, dtype=np.float64),
-            per_asset,
-            macro,
-            has_ob,
-            np.ascontiguousarray(f_asset, dtype=np.int64),
-            np.ascontiguousarray(f_rate, dtype=np.float64),
-        )
+            self.state, self.hist, self.hist_n, self._buf, self.params, bar_idx, ts_ns,
+            float(vel_div), bool(data_gap), bool(vol_ok),
+            np.ascontiguousarray(prices, dtype=np.float64), per_asset, macro, has_ob,
+            f_asset, f_rate,
+        )  # fmt: skip
         self._check(status)
-        return self._drain(n0)
+        if self._entered_on(bar_idx) and not self._gate_allows(bar_idx, ts_ns).allowed:
+            self.state[:] = before
+            self.state[lay.S_HALT] = 1.0
+            status = restep_state_nb(
+                self.state, self.hist, self.hist_n, self._buf, self.params, bar_idx, ts_ns,
+                float(vel_div), bool(data_gap), bool(vol_ok), per_asset, macro, has_ob,
+                f_asset, f_rate,
+            )  # fmt: skip
+            self.state[lay.S_HALT] = before[lay.S_HALT]
+            self._check(status)
+        closed = self._drain(n0)
+        for _ in closed:
+            self.gate.note_order(ts_ns)
+        if self._entered_on(bar_idx):
+            self.gate.note_order(ts_ns)
+        return closed
+
+    def _entered_on(self, bar_idx: int) -> bool:
+        s = self.state
+        return bool(s[lay.S_POS_OPEN]) and int(s[lay.S_POS_ENTRY_BAR]) == bar_idx
+
+    def _gate_allows(self, bar_idx: int, ts_ns: int, *, equity: float | None = None):
+        """Ask the gate about the entry the kernel just opened (one position at a time: the
+        book is flat before it)."""
+        s = self.state
+        a = int(s[lay.S_POS_ASSET])
+        req = EntryRequest(
+            ts_ns=ts_ns, bar=bar_idx, asset=a, asset_name=self.assets[a],
+            direction=int(s[lay.S_POS_DIR]), notional=float(s[lay.S_POS_NOTIONAL]),
+            equity=float(s[lay.S_CAPITAL]) if equity is None else equity, positions={},
+        )
+        return self.gate.judge(req, self.posture, self.rm)
+
+    def equity(self) -> float:
+        """Return the mark-to-market equity (the open position at its last real close)."""
+        return float(equity_now_nb(self.state, self.hist, self.hist_n))
 
     def run_bars(
         self,
@@ -242,12 +272,27 @@ class NDAlphaEngine:
         vol_ok: np.ndarray,
         funding: FundingEvents | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Run many bars in one numba loop (replay). Returns per-bar equity and exposure.
+        """Run many bars (replay); return per-bar equity and exposure.
 
+        One numba loop, then the risk gate audits every entry of the span in time order. When
+        it allows them all (the usual case) the loop's result stands, exactly what bar-by-bar
+        gating gives; when it refuses one, the span is replayed bar by bar through
+        ``step_bar`` from a snapshot, so the refusal is applied where it happens.
         ``funding`` holds these bars' events, re-based to the first of them (``slice``).
         """
+        fund = funding if funding is not None else FundingEvents.none(len(ts_ns))
+        snap = (self.state.copy(), self.hist.copy(), self.hist_n.copy(), self.gate.snapshot(),
+                len(self._closed))
+        equity, in_pos = self._run_loop(bar0, ts_ns, vel_div, prices, data_gap, vol_ok, fund)
+        if self._audit(bar0, ts_ns, snap):
+            return equity, in_pos
+        self.state[:], self.hist[:], self.hist_n[:] = snap[0], snap[1], snap[2]
+        self.gate.restore(snap[3])
+        del self._closed[snap[4]:]
+        return self._run_gated(bar0, ts_ns, vel_div, prices, data_gap, vol_ok, fund)
+
+    def _run_loop(self, bar0, ts_ns, vel_div, prices, data_gap, vol_ok, fund):
         n = len(ts_ns)
-        fund = funding if funding is not None else FundingEvents.none(n)
         if self.ob_engine is not None:
             rows = [self._ob_row(int(t)) for t in ts_ns]
             ob_asset = np.stack([r[0] for r in rows])
@@ -260,31 +305,47 @@ class NDAlphaEngine:
         equity = np.empty(n)
         in_pos = np.zeros(n, dtype=np.bool_)
         status = run_bars_nb(
-            self.state,
-            self.hist,
-            self.hist_n,
-            buf,
-            self.params,
-            bar0,
-            ts_ns,
-            vel_div,
-            data_gap,
-            vol_ok,
-            prices,
-            ob_asset,
-            ob_macro,
-            self.ob_engine is not None,
-            fund.asset,
-            fund.rate,
-            fund.lo,
-            equity,
-            in_pos,
-        )
+            self.state, self.hist, self.hist_n, buf, self.params, bar0, ts_ns, vel_div,
+            data_gap, vol_ok, prices, ob_asset, ob_macro, self.ob_engine is not None,
+            fund.asset, fund.rate, fund.lo, equity, in_pos,
+        )  # fmt: skip
         self._check(status)
         k = int(self.state[lay.S_N_TRADES])
         if k:
             self._closed.append(buf[:k].copy())
         self.state[lay.S_N_TRADES] = 0
+        return equity, in_pos
+
+    def _audit(self, bar0: int, ts_ns: np.ndarray, snap) -> bool:
+        """Judge every entry of the span in time order (``risk.gate.audit``): True when the
+        gate allows them all; a denial leaves the gate as it was (the caller reruns the span)."""
+        new = self._closed[snap[4]:]
+        closed = np.concatenate(new) if new else np.zeros(0, dtype=TRADE_DTYPE)
+        def ts_of(bar):
+            return ts_ns[bar - bar0]
+
+        entries = entry_requests(closed[closed["entry_bar"] >= bar0], ts_of, self.assets)
+        exits = [(int(t["exit_bar"]), int(ts_of(int(t["exit_bar"])))) for t in closed]
+        s = self.state
+        if s[lay.S_POS_OPEN] and int(s[lay.S_POS_ENTRY_BAR]) >= bar0:
+            bar = int(s[lay.S_POS_ENTRY_BAR])
+            a = int(s[lay.S_POS_ASSET])
+            entries.append(EntryRequest(
+                ts_ns=int(ts_of(bar)), bar=bar, asset=a, asset_name=self.assets[a],
+                direction=int(s[lay.S_POS_DIR]), notional=float(s[lay.S_POS_NOTIONAL]),
+                equity=float(s[lay.S_CAPITAL]), positions={},
+            ))  # fmt: skip
+        return audit(self.gate, entries, exits, self.posture, self.rm)
+
+    def _run_gated(self, bar0, ts_ns, vel_div, prices, data_gap, vol_ok, fund):
+        n = len(ts_ns)
+        equity = np.empty(n)
+        in_pos = np.zeros(n, dtype=np.bool_)
+        for t in range(n):
+            self.step_bar(bar0 + t, int(ts_ns[t]), vel_div[t], prices[t],
+                          data_gap=bool(data_gap[t]), vol_ok=bool(vol_ok[t]),
+                          funding=fund.bar(t))
+            equity[t], in_pos[t] = self.equity(), self.in_position
         return equity, in_pos
 
     def last_price(self, asset: int) -> float:

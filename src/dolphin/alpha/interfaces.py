@@ -2,18 +2,30 @@
 
 The survival controller (posture), the MC-Forewarner (day gate) and the order-book engine live in
 other packages; the engine sees them only through these protocols. Defaults: APEX posture, gate
-open, no OB engine (the legacy seeded Monte-Carlo OB edge of §8.3 then applies).
+open, no OB engine (the legacy seeded Monte-Carlo OB edge of §8.3 then applies). ``McReport`` and
+``McGate`` are defined in ``risk.mc_gate`` (risk sits below alpha) and re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from dolphin.alpha.layout import N_OB_ASSET, N_OB_MACRO
+from dolphin.core.enums import Posture
+from dolphin.risk.mc_gate import McGate, McReport
+
+__all__ = [
+    "ApexPosture",
+    "McGate",
+    "McReport",
+    "ObEngine",
+    "OpenGate",
+    "PostureProvider",
+    "empty_ob",
+]
 
 
 class PostureProvider(Protocol):
@@ -21,32 +33,6 @@ class PostureProvider(Protocol):
 
     def posture(self, date: str) -> str:
         """Return the posture for ``date`` (YYYY-MM-DD)."""
-        ...
-
-
-@dataclass(frozen=True)
-class McReport:
-    """The MC-Forewarner's verdict on a config (Bible §12)."""
-
-    catastrophic_probability: float = 0.0
-    envelope_score: float = 0.0
-
-    @property
-    def status(self) -> str:
-        """Return RED, ORANGE or OK with the §12 thresholds."""
-        red = self.catastrophic_probability > 0.25 or self.envelope_score < -1.0
-        if red:
-            return "RED"
-        if self.envelope_score < 0 or self.catastrophic_probability > 0.10:
-            return "ORANGE"
-        return "OK"
-
-
-class McGate(Protocol):
-    """The MC-Forewarner envelope gate, assessed once per day (Bible §12)."""
-
-    def assess(self, date: str, max_leverage: float) -> McReport:
-        """Assess the day's config whose max leverage is ``base_max_leverage * day_base_boost``."""
         ...
 
 
@@ -68,7 +54,7 @@ class ApexPosture:
 
     def posture(self, date: str) -> str:
         """Return APEX."""
-        return "APEX"
+        return Posture.APEX.name
 
 
 class OpenGate:

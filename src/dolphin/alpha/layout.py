@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dolphin.core.config import AlphaConfig
+from dolphin.core.enums import DIR_LONG, DIR_SHORT, Direction
 
 # ---------------------------------------------------------------- parameter vector
 (
@@ -123,8 +124,11 @@ def build_params(
 ) -> np.ndarray:
     """Return the float64 parameter vector of an alpha config (and the friction mode)."""
     p = np.zeros(N_PARAMS)
-    d = direction if direction is not None else (-1 if alpha.direction == "short" else 1)
-    if d not in (-1, 1):
+    if direction is not None:
+        d = direction
+    else:  # the config spells the direction as the lower-case enum name
+        d = DIR_SHORT if alpha.direction == Direction.SHORT.name.lower() else DIR_LONG
+    if d not in (DIR_SHORT, DIR_LONG):
         raise ValueError(f"direction must be -1 or +1, got {d}")
     p[P_DIRECTION] = d
     p[P_VD_THRESHOLD] = alpha.vel_div_threshold
@@ -177,7 +181,7 @@ def new_state(initial_capital: float) -> np.ndarray:
     s = np.zeros(N_STATE)
     s[S_CAPITAL] = initial_capital
     s[S_LAST_EXIT_BAR] = -1.0
-    s[S_DIRECTION] = -1.0
+    s[S_DIRECTION] = DIR_SHORT
     s[S_DAY_BOOST] = 1.0
     s[S_DAY_MC_SCALE] = 1.0
     s[S_RSM] = 1.0

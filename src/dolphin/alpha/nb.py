@@ -14,6 +14,17 @@ import numpy as np
 from numba import njit
 
 from dolphin.alpha.layout import H_LAST_REAL, HIST_LEN
+from dolphin.core.enums import (
+    BUCKET_EXTREME,
+    BUCKET_MODERATE,
+    BUCKET_STRONG,
+    BUCKET_WEAK,
+    EXIT_FIXED_TP,
+    EXIT_HIBERNATE_HALT,
+    EXIT_MAX_HOLD,
+    EXIT_STOP_LOSS,
+    EXIT_SUBDAY_ACB,
+)
 
 # §4.2 direction-confirmation results.
 DC_NEUTRAL = 0
@@ -62,37 +73,29 @@ def dynamic_leverage_nb(strength, min_leverage, max_leverage, convexity):
 
 @njit(cache=True)
 def signal_bucket_nb(x, threshold, extreme):
-    """Return the §6.3 bucket: 0 extreme, 1 strong, 2 moderate, 3 weak.
+    """Return the §6.3 ``SignalBucket`` code: 0 extreme, 1 strong, 2 moderate, 3 weak.
 
     Edges are inclusive; a 1e-12 tolerance keeps them so under float rounding
     (``-0.05 * 1.5`` is ``-0.07500000000000001``, which would push ``-0.075`` out of "extreme").
     """
     if x <= extreme * 1.5 + EDGE_EPS:
-        return 0
+        return BUCKET_EXTREME
     if x <= extreme + EDGE_EPS:
-        return 1
+        return BUCKET_STRONG
     if x <= (threshold + extreme) / 2.0 + EDGE_EPS:
-        return 2
-    return 3
+        return BUCKET_MODERATE
+    return BUCKET_WEAK
 
 
 # ---------------------------------------------------------------- §4.2 direction confirmation
 @njit(cache=True)
-def check_dc_nb(prices, n, lookback, min_magnitude_bps, direction):
-    """Classify the price move over ``lookback`` bars against ``direction`` (Bible §4.2).
-
-    ``prices[:n]`` is the asset's history in time order, the current bar last. With fewer than
-    ``lookback + 1`` prices there is no move to judge: NEUTRAL. The Bible gives the SHORT rule
-    (falling price confirms); for LONG a rising price confirms.
-    """
-    if n < lookback + 1:
-        return DC_NEUTRAL
-    return dc_move_nb(prices[n - lookback - 1], prices[n - 1], min_magnitude_bps, direction)
-
-
-@njit(cache=True)
 def dc_move_nb(p0, p1, min_magnitude_bps, direction):
-    """Classify the move from ``p0`` to ``p1`` against ``direction`` (``check_dc_nb``'s rule)."""
+    """Classify the move from ``p0`` to ``p1`` (``lookback`` bars apart) against ``direction``.
+
+    Bible §4.2 gives the SHORT rule (a falling price confirms); for LONG a rising price confirms.
+    ``step_nb.dc_check_nb`` reads ``p0``, ``p1`` from the ring buffer (NEUTRAL with fewer than
+    ``lookback + 1`` prices).
+    """
     if not p0 > 0.0:
         return DC_NEUTRAL
     signed_bps = (p1 - p0) / p0 * 10000.0 * direction
@@ -240,22 +243,22 @@ def exit_reason_nb(pnl_pct, bars_held, tp, sl, max_hold, hibernate, subday):
     price rule's (cheaper, truer) label.
     """
     if pnl_pct >= tp:
-        return 0
+        return EXIT_FIXED_TP
     if pnl_pct <= -sl:
-        return 1
+        return EXIT_STOP_LOSS
     if hibernate:
-        return 3
+        return EXIT_HIBERNATE_HALT
     if subday:
-        return 4
+        return EXIT_SUBDAY_ACB
     if bars_held >= max_hold:
-        return 2
+        return EXIT_MAX_HOLD
     return -1
 
 
 @njit(cache=True)
 def exit_slippage_nb(reason):
     """Return the §7.4 exit slippage: 5 bps for a stop (market order), 2 bps otherwise."""
-    return SLIP_STOP if reason == 1 else SLIP_OTHER
+    return SLIP_STOP if reason == EXIT_STOP_LOSS else SLIP_OTHER
 
 
 # ---------------------------------------------------------------- RNG (seeded, counter-based)
@@ -273,12 +276,6 @@ def uniform_nb(seed, counter):
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(cache=True)
-def is_finite_positive_nb(x):
-    """Return True for a finite price above zero."""
-    return x > 0.0 and not math.isinf(x)
 
 
 # ---------------------------------------------------------------- §5 IRP asset selection

@@ -112,11 +112,7 @@ from dolphin.alpha.layout import (
     STATUS_TRADE_BUFFER_FULL,
     VD_RING,
 )
-
-POSTURE_STALKER = 1
-POSTURE_HIBERNATE = 3
-EXIT_STOP_LOSS = 1
-EXIT_DATA_END = 6  # core.records.EXIT_DATA_END
+from dolphin.core.enums import EXIT_DATA_END, EXIT_STOP_LOSS, POSTURE_HIBERNATE, POSTURE_STALKER
 
 
 @njit(cache=True, inline="always")
@@ -376,15 +372,6 @@ def exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob):
 
 
 @njit(cache=True, inline="always")
-def manage_position_nb(st, hist, hist_n, trades, params, bar_idx, ts, ob_asset, ob_macro, has_ob):
-    """Evaluate the §7.1 exits (with the §7.2 OB adjustments) and close when one fires."""
-    reason, price = exit_due_nb(st, hist, hist_n, params, bar_idx, ob_asset, ob_macro, has_ob)
-    if reason < 0:
-        return STATUS_OK
-    return close_position_nb(st, trades, params, bar_idx, ts, price, reason)
-
-
-@njit(cache=True, inline="always")
 def new_irp_cache_nb(n_assets):
     """Return an empty IRP ranking cache ``(irp_i, irp_f)``, one row per direction.
 
@@ -439,9 +426,9 @@ def dc_check_nb(st, hist, hist_n, params, a):
     """Run §4.2 direction confirmation on the selected asset's history."""
     k = int(params[P_DC_LOOKBACK]) + 1
     h = hist_n[a]
-    if h < k:  # fewer than lookback + 1 prices: no move to judge (as ``check_dc_nb``)
+    if h < k:  # fewer than lookback + 1 prices: no move to judge
         return nb.DC_NEUTRAL
-    # ``check_dc_nb`` on the last k prices reads only the first and the last: no copy
+    # the rule reads only the first and the last of the last k prices: no copy
     p0 = hist[a, (h - k) % HIST_LEN]
     p1 = hist[a, (h - 1) % HIST_LEN]
     return nb.dc_move_nb(p0, p1, params[P_DC_MIN_BPS], int(st[S_DIRECTION]))
@@ -837,3 +824,39 @@ def run_bars_nb(
         equity_out[t] = equity_nb(st, hist, hist_n)
         in_pos_out[t] = st[S_POS_OPEN] > 0.0
     return STATUS_OK
+
+
+@njit(cache=True)
+def restep_state_nb(
+    st,
+    hist,
+    hist_n,
+    trades,
+    params,
+    bar_idx,
+    ts,
+    vel_div,
+    data_gap,
+    vol_ok,
+    ob_asset,
+    ob_macro,
+    has_ob,
+    f_asset,
+    f_rate,
+):
+    """Run ``step_state_nb`` on a bar whose prices are already in the histories.
+
+    The risk gate's rerun: the engine restores the state from before the bar, sets the entry
+    block and steps the state again, so a denied entry leaves exactly a blocked bar behind.
+    """
+    irp_i, irp_f = new_irp_cache_nb(hist.shape[0])
+    return step_state_nb(
+        st, hist, hist_n, trades, params, bar_idx, ts, vel_div, data_gap, vol_ok, ob_asset,
+        ob_macro, has_ob, irp_i, irp_f, (f_asset, f_rate, 0, f_asset.shape[0]),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def equity_now_nb(st, hist, hist_n):
+    """Return ``equity_nb`` (for the Python drivers)."""
+    return equity_nb(st, hist, hist_n)

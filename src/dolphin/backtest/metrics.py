@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dolphin.core.records import BUCKETS, EXIT_REASONS, POSTURES
+from dolphin.core.enums import BUCKETS, EXIT_REASONS, POSTURES, Direction
 
 SQRT365 = math.sqrt(365.0)
 
@@ -65,7 +65,8 @@ TRADE_TABLE: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("bucket", "bucket", BUCKETS),
     ("posture", "posture", POSTURES),
 )
-DIRECTIONS = ("SHORT", "LONG")
+#: Indexed by ``direction >= 0`` (not by the ``Direction`` value, which is -1 / +1).
+DIRECTIONS = (Direction.SHORT.name, Direction.LONG.name)
 
 
 @dataclass(frozen=True)

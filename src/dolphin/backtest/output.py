@@ -20,6 +20,9 @@ def write_outputs(result: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
     atomic_write_parquet(result.trades, paths["trades.parquet"])
     atomic_write_parquet(result.equity, paths["equity.parquet"])
     atomic_write_parquet(result.daily, paths["daily.parquet"])
+    if result.denials is not None:  # entries the risk gate refused, with reason and values
+        paths["denials.parquet"] = out / "denials.parquet"
+        atomic_write_parquet(result.denials, paths["denials.parquet"])
     atomic_write_text(paths["metrics.json"], metrics_json(result.metrics))
     return paths
 

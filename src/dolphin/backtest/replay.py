@@ -10,9 +10,12 @@ bar through the step kernel (``NDAlphaEngine.run_bars``). Decisions:
 - A position still open after the last bar is closed at its last price (``END_OF_DATA``) so the
   trades, the equity curve and the final capital reconcile.
 - ``vol_regime_ok`` is read from an optional column of that name, else True (§13.1).
-- ``survival=True`` attaches the survival controller and the pre-trade gate
-  (``dolphin.risk.attach``): the day's bars then run one at a time with a posture per bar, and the
-  equity table gains ``rm``, ``posture`` and ``entry_block`` columns.
+- Every entry the kernel decides passes the engine's risk gate (``risk.gate``: posture, Rm and
+  the pre-trade checks); a refused entry is undone and recorded in ``denials`` (written as
+  ``denials.parquet``).
+- ``survival=True`` attaches the survival controller (``backtest.survival_replay``): the day's
+  bars then run one at a time with a posture and Rm per bar, and the equity table gains ``rm``,
+  ``posture`` and ``denial`` columns.
 - Asset columns hold REAL closes (NaN: no real bar, DESIGN.md "No price, no trade"): the kernel
   ranks, confirms, enters and exits only on real closes, marks a held position at its last real
   close and exits it with ``DATA_END`` after ``data_end_bars`` bars without one.
@@ -39,6 +42,7 @@ from dolphin.core.errors import BadInputError, MissingColumnError
 from dolphin.features.exf import FACTORS, ExfTable
 from dolphin.features.funding import FundingEvents, assets_without_funding, funding_events
 from dolphin.risk.acb import AdaptiveCircuitBreaker
+from dolphin.risk.gate import denial_frame
 
 REQUIRED = ("timestamp", "vel_div", "v750_lambda_max_velocity", "data_gap")
 NON_ASSET = frozenset(
@@ -68,6 +72,7 @@ class ReplayResult:
     daily: pd.DataFrame
     metrics: dict[str, Any]
     records: np.ndarray
+    denials: pd.DataFrame | None = None  # entries the risk gate refused (``risk.gate``)
 
 
 def asset_columns(scans: pd.DataFrame) -> list[str]:
@@ -152,7 +157,7 @@ def _day_row(summary, acb_day, equity_end: float, mc_model: str = "off") -> dict
 
 
 def _survival(config: DolphinConfig, exf: ExfTable | None, dates: list[str], n: int):
-    from dolphin.risk.attach import ReplaySurvival
+    from dolphin.backtest.survival_replay import ReplaySurvival
 
     with_dvol = exf is not None and bool(exf.table(dates)["dvol_btc"].notna().any())
     return ReplaySurvival(config, n, with_dvol=with_dvol)
@@ -248,12 +253,16 @@ def run_notes_metrics(
 ) -> dict[str, Any]:
     """Return the metrics fields that say what the run modelled (funding, forewarner) and
     what its reader must know (bar size, durations, warnings: ``backtest.notes``)."""
+    assets = asset_columns(scans)
+    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return _notes(trades, funding, mc_gate, assets, ts, scans[assets].to_numpy(np.float64),
+                  config)
+
+
+def _notes(trades, funding, mc_gate, assets, ts, prices, config) -> dict[str, Any]:
     from dolphin.backtest.notes import describe_run
 
-    assets = asset_columns(scans)
     traded = sorted(set(trades["asset"])) if len(trades) else []
-    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    prices = scans[assets].to_numpy(dtype=np.float64)
     return {
         "funding_modelled": funding is not None,
         "funding_paid": float(trades["funding"].sum()) if funding is not None else None,
@@ -277,9 +286,28 @@ def run_replay(
     funding: pd.DataFrame | None = None,
 ) -> ReplayResult:
     """Replay ``scans`` through the engine and return trades, equity, daily table and metrics."""
+    return replay_inputs(
+        ReplayInputs.of(scans, funding, source), config, exf=exf, hell=hell,
+        posture_provider=posture_provider, mc_gate=mc_gate, ob_engine=ob_engine,
+        survival=survival, funding=funding,
+    )  # fmt: skip
+
+
+def replay_inputs(
+    data: ReplayInputs,
+    config: DolphinConfig,
+    *,
+    exf: ExfTable | None = None,
+    hell: bool = False,
+    posture_provider: PostureProvider | None = None,
+    mc_gate: McGate | None = None,
+    ob_engine: ObEngine | None = None,
+    survival: bool = False,
+    funding: pd.DataFrame | None = None,
+) -> ReplayResult:
+    """``run_replay`` on prepared inputs (``funding``: the table ``data.funding`` came from)."""
     from dolphin.backtest.metrics import compute_metrics
 
-    data = ReplayInputs.of(scans, funding, source)
     engine = NDAlphaEngine(
         config,
         data.assets,
@@ -289,19 +317,15 @@ def run_replay(
         ob_engine=ob_engine,
     )
     acb = AdaptiveCircuitBreaker(config.acb, exf)
-    equity = np.empty(len(scans))
-    in_pos = np.zeros(len(scans), dtype=np.bool_)
-    guard = _survival(config, exf, list(data.dates.values()), len(scans)) if survival else None
+    n = len(data.ts)
+    equity = np.empty(n)
+    in_pos = np.zeros(n, dtype=np.bool_)
+    guard = _survival(config, exf, list(data.dates.values()), n) if survival else None
     days = _run_days(engine, acb, data, guard, equity, in_pos, gate_id(mc_gate))
     rec = engine.trades
     trades = _trades_frame(rec, data.assets)
-    equity_df = pd.DataFrame(
-        {
-            "timestamp": scans["timestamp"].reset_index(drop=True),
-            "equity": equity,
-            "in_position": in_pos,
-        }
-    )
+    times = pd.DatetimeIndex(data.ts.view("datetime64[ns]")).tz_localize("UTC")
+    equity_df = pd.DataFrame({"timestamp": times, "equity": equity, "in_position": in_pos})
     if guard is not None:
         for col, values in guard.trace().items():
             equity_df[col] = values
@@ -309,5 +333,7 @@ def run_replay(
     metrics = compute_metrics(
         trades, equity_df, daily, initial_capital=config.alpha.initial_capital, config_id=config.id
     )
-    metrics.update(run_notes_metrics(trades, funding, mc_gate, scans, config))
-    return ReplayResult(trades, equity_df, daily, metrics, rec)
+    metrics.update(_notes(trades, funding, mc_gate, data.assets, data.ts, data.prices, config))
+    denials = denial_frame(engine.gate.denials(), data.assets)
+    metrics["denials"] = len(denials)
+    return ReplayResult(trades, equity_df, daily, metrics, rec, denials)

@@ -32,11 +32,13 @@ from dolphin.backtest.notes import describe_bars, thin_bars
 from dolphin.backtest.replay import ReplayInputs, scan_bar_ns
 from dolphin.backtest.sweep_nb import STATUS_NO_CLOSE_PRICE, last_prices_nb, sweep_nb
 from dolphin.core.config import AcbConfig, DolphinConfig
+from dolphin.core.enums import Posture
 from dolphin.core.errors import HaltTradingError
 from dolphin.core.records import TRADE_DTYPE
 from dolphin.features.exf import ExfTable
 from dolphin.features.funding import FundingEvents, assets_without_funding
 from dolphin.risk.acb import AdaptiveCircuitBreaker
+from dolphin.risk.gate import RiskGate, audit, entry_requests
 
 DEFAULT_CAPACITY = 2048
 
@@ -58,6 +60,7 @@ class SweepData:
     funding: FundingEvents | None = None
     funding_table: pd.DataFrame | None = None
     forewarner: Any = None  # an MC-Forewarner model set (risk.mc_models.ModelSet) or None
+    inputs: ReplayInputs | None = None  # what the replay reads (the gate's exact fallback)
     last_price: np.ndarray = field(init=False)
     since_real: np.ndarray = field(init=False)
     thin: np.ndarray = field(init=False)
@@ -117,6 +120,7 @@ def prepare(
         funding=data.funding,
         funding_table=funding,
         forewarner=forewarner,
+        inputs=data,
     )
 
 
@@ -258,6 +262,7 @@ def column_rows(
         row.update(moments)
         row.update(_modelled(data, rec))
         row.update(describe_bars(bar_s, data.thin, cfg, rec["entry_bar"].astype(np.int64)))
+        row["denials"] = 0  # evaluate() replays any column the gate would refuse an entry of
         row["daily_returns"] = ri.tolist()
     return rows
 
@@ -298,7 +303,44 @@ def evaluate(
     for i in np.flatnonzero(full):  # rare: re-run alone with the replay's worst-case buffer
         big = run_kernel(data, [configs[i]], hell=hell, capacity=data.n_bars // 2 + 2)
         rows[i] = column_rows(data, [configs[i]], big, np.zeros(1, dtype=np.int64))[0]
+    for i, cfg in enumerate(configs):  # the risk gate on every path (``risk.gate``)
+        if not gate_allows(data, cfg, raw if not full[i] else None, i):
+            rows[i] = replay_row(data, cfg, hell=hell)
     return rows
+
+
+def gate_allows(data: SweepData, cfg: DolphinConfig, raw: RawColumns | None, i: int) -> bool:
+    """Audit column ``i``'s entries with the replay's risk gate (APEX, no survival controller).
+
+    The skip-ahead kernel cannot ask the gate bar by bar; the audit judges its entries in time
+    order afterwards. When the gate allows them all (the usual case) the column is exactly what
+    the gated replay computes; otherwise the caller reruns the config through the replay.
+    """
+    if raw is None:
+        return False  # an overflowed column: let the replay decide
+    rec = raw.trades[i, : raw.n_trades[i]]
+    def ts_of(bar):
+        return data.ts[bar]
+
+    entries = entry_requests(rec, ts_of, data.assets)
+    exits = [(int(b), int(data.ts[b])) for b in rec["exit_bar"]]
+    return audit(RiskGate(cfg.pretrade), entries, exits, Posture.APEX.name, None)
+
+
+def replay_row(data: SweepData, cfg: DolphinConfig, *, hell: bool) -> dict[str, Any]:
+    """Return a sweep row computed by the gated replay (a config the gate refuses entries of)."""
+    from dolphin.backtest.metrics import daily_returns
+    from dolphin.backtest.replay import replay_inputs
+    from dolphin.risk.mc_models import ForewarnerGate
+
+    gate = ForewarnerGate(data.forewarner, cfg) if data.forewarner is not None else None
+    result = replay_inputs(data.inputs, cfg, exf=data.exf, hell=hell, mc_gate=gate,
+                           funding=data.funding_table)
+    row = dict(result.metrics)
+    r = daily_returns(result.daily, cfg.alpha.initial_capital)
+    row.update(return_moments(r))
+    row["daily_returns"] = r.tolist()
+    return row
 
 
 def trade_records(

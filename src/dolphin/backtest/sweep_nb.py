@@ -56,7 +56,6 @@ from dolphin.alpha.layout import (
     STATUS_OK,
 )
 from dolphin.alpha.step_nb import (
-    POSTURE_HIBERNATE,
     act_nb,
     advance_bar_nb,
     bars_since_real_nb,
@@ -72,12 +71,15 @@ from dolphin.alpha.step_nb import (
     position_exit_nb,
     push_histories_nb,
 )
-from dolphin.core.records import EXIT_END_OF_DATA
+from dolphin.core.enums import (
+    EXIT_END_OF_DATA,
+    MC_ORANGE,
+    MC_RED,
+    POSTURE_APEX,
+    POSTURE_HIBERNATE,
+)
 
 HIST_COLS = HIST_LEN + 1  # the ring plus the H_LAST_REAL column (layout.new_histories)
-
-#: MC-Forewarner day codes of the sweep (``risk.mc_models.day_status_codes``).
-MC_OK, MC_ORANGE, MC_RED = 0, 1, 2
 
 #: Status of a column whose open position had no price at the end of the data (the replay
 #: raises ``HaltTradingError`` there).
@@ -86,7 +88,9 @@ STATUS_NO_CLOSE_PRICE = 100
 
 @njit(cache=True)
 def begin_day_nb(st, params, boost, beta, mc):
-    """Apply ``NDAlphaEngine.begin_day`` with APEX posture and the day's MC code ``mc``.
+    """Apply ``NDAlphaEngine.begin_day`` with APEX posture and the day's ``McStatus`` code ``mc``.
+
+    ``mc`` comes from ``risk.mc_models.day_status_codes``.
 
     ORANGE halves the size (scale 0.5), RED halts entries for the day (Bible §12).
     """
@@ -95,7 +99,7 @@ def begin_day_nb(st, params, boost, beta, mc):
     st[S_DAY_BETA] = beta
     st[S_DAY_MC_SCALE] = 0.5 if mc == MC_ORANGE else 1.0
     st[S_HALT] = 1.0 if mc == MC_RED else 0.0
-    st[S_POSTURE] = 0.0
+    st[S_POSTURE] = POSTURE_APEX
 
 
 @njit(cache=True)

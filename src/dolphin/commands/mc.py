@@ -39,9 +39,9 @@ def run_sample(args: argparse.Namespace) -> int:
     """Draw the samples and write them with a sidecar of their provenance."""
     import time
 
+    from dolphin.backtest.mc_sample import sample
     from dolphin.core.errors import BadInputError
     from dolphin.core.io import atomic_write_parquet, atomic_write_text
-    from dolphin.risk.mc_sample import sample
 
     if args.n < 10:
         raise BadInputError("need at least 10 samples", field="--n", value=args.n)

@@ -9,34 +9,44 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Exit reasons (Bible §7.1, §7.3, §11.7). The integer is what the kernels write.
-EXIT_FIXED_TP = 0
-EXIT_STOP_LOSS = 1
-EXIT_MAX_HOLD = 2
-EXIT_HIBERNATE_HALT = 3
-EXIT_SUBDAY_ACB = 4
-EXIT_END_OF_DATA = 5
-#: DESIGN.md "No price, no trade": the held asset had no real close for ``data_end_bars`` bars.
-EXIT_DATA_END = 6
-EXIT_REASONS = (
-    "FIXED_TP",
-    "STOP_LOSS",
-    "MAX_HOLD",
-    "HIBERNATE_HALT",
-    "SUBDAY_ACB_NORMALIZATION",
-    "END_OF_DATA",
-    "DATA_END",
+# The code tables live in ``core.enums`` (STYLE.md §17); re-exported here, beside the records
+# whose int8 fields hold them. Exit reasons: Bible §7.1, §7.3, §11.7; postures: §11.5, §11.7;
+# signal buckets: §6.3.
+from dolphin.core.enums import (
+    BUCKETS,
+    EXIT_DATA_END,
+    EXIT_END_OF_DATA,
+    EXIT_FIXED_TP,
+    EXIT_HIBERNATE_HALT,
+    EXIT_MAX_HOLD,
+    EXIT_REASONS,
+    EXIT_STOP_LOSS,
+    EXIT_SUBDAY_ACB,
+    POSTURE_APEX,
+    POSTURE_HIBERNATE,
+    POSTURE_STALKER,
+    POSTURE_TURTLE,
+    POSTURES,
 )
 
-#: Postures (Bible §11.5, §11.7).
-POSTURE_APEX = 0
-POSTURE_STALKER = 1
-POSTURE_TURTLE = 2
-POSTURE_HIBERNATE = 3
-POSTURES = ("APEX", "STALKER", "TURTLE", "HIBERNATE")
-
-#: Signal buckets (Bible §6.3).
-BUCKETS = ("extreme", "strong", "moderate", "weak")
+__all__ = [
+    "BUCKETS",
+    "EXIT_DATA_END",
+    "EXIT_END_OF_DATA",
+    "EXIT_FIXED_TP",
+    "EXIT_HIBERNATE_HALT",
+    "EXIT_MAX_HOLD",
+    "EXIT_REASONS",
+    "EXIT_STOP_LOSS",
+    "EXIT_SUBDAY_ACB",
+    "POSTURES",
+    "POSTURE_APEX",
+    "POSTURE_HIBERNATE",
+    "POSTURE_STALKER",
+    "POSTURE_TURTLE",
+    "TRADE_DTYPE",
+    "empty_trades",
+]
 
 TRADE_DTYPE = np.dtype(
     [
@@ -71,3 +81,30 @@ TRADE_DTYPE = np.dtype(
 def empty_trades(capacity: int) -> np.ndarray:
     """Preallocate a zeroed trade buffer of ``capacity`` records."""
     return np.zeros(max(int(capacity), 1), dtype=TRADE_DTYPE)
+
+
+#: Why the risk gate refused an entry (``risk.pretrade.Denial`` values, in this order).
+DENIAL_REASONS = (
+    "unknown_input",
+    "reduce_only",
+    "order_rate",
+    "max_order_notional",
+    "max_position",
+    "max_leverage",
+)
+
+#: One refused entry: what the engine decided and why the gate said no (``risk.gate``).
+DENIAL_DTYPE = np.dtype(
+    [
+        ("ts", np.int64),
+        ("bar", np.int64),
+        ("asset", np.int32),
+        ("direction", np.int8),
+        ("reason", np.int8),
+        ("posture", np.int8),
+        ("notional", np.float64),
+        ("equity", np.float64),
+        ("rm", np.float64),
+    ],
+    align=False,
+)

@@ -83,6 +83,7 @@ class StepOutcome:
     stale_state: bool = False
     trades: np.ndarray | None = None
     funding_paid: float = 0.0  # funding the position paid on this bar (drivers book it)
+    denials: np.ndarray | None = None  # entries the risk gate refused on this bar (DENIAL_DTYPE)
 
 
 PostureSource = Callable[[], Any]
@@ -247,6 +248,7 @@ class DolphinCore:
         bar = scan.bar_index if not self.live_mode else self.total_bars
         was_open = eng.in_position
         accrued = eng.funding_accrued
+        denied = eng.gate.n_denials
         closed = eng.step_bar(
             bar, scan.bar_ts_ns, scan.vel_div, scan.prices,
             data_gap=scan.data_gap, vol_ok=scan.vol_ok, funding=scan.funding,
@@ -259,7 +261,8 @@ class DolphinCore:
         intents = [self._close_intent(t) for t in closed]
         if eng.in_position and (not was_open or len(closed)):
             intents.append(self._open_intent())
-        return StepOutcome(intents=intents, trades=closed, funding_paid=paid)
+        return StepOutcome(intents=intents, trades=closed, funding_paid=paid,
+                           denials=eng.gate.take_denials(denied))
 
     def _close_intent(self, trade: np.void) -> OrderIntent:
         from dolphin.core.records import EXIT_REASONS

@@ -180,6 +180,7 @@ def run_paper_session(
         "stopped_early": stopped_early,
         "bars": client.bars_sent if client is not None else 0,
         "orders": strategy.orders_submitted,
+        "denials": strategy.denials,
         "trades": len(strategy.trips.done),
         "open_positions": len(strategy.trips.open),
         "pnl": sum(t.pnl for t in strategy.trips.done),

@@ -57,6 +57,7 @@ class DolphinStrategy(Strategy):
         self.trips = RoundTrips()
         self.equity: list[tuple[int, float, bool]] = []
         self.orders_submitted = 0
+        self.denials = 0  # entries the risk gate refused
         self._acb_map: StoreMap | None = None
         self._acb_reg: str | None = None
         self._bar_of_order: dict[str, tuple[int, str]] = {}
@@ -115,6 +116,7 @@ class DolphinStrategy(Strategy):
         self._scan = scan
         age_s = (self.clock.timestamp_ns() - payload.ts_init) / 1e9 if self.core.live_mode else 0.0
         outcome = self.core.on_scan(scan, age_s=age_s)
+        self._log_denials(outcome)
         if outcome.funding_paid and self.funding_sink is not None:
             self.funding_sink(outcome.funding_paid)  # before a close syncs the capital
         for intent in outcome.intents:
@@ -123,6 +125,25 @@ class DolphinStrategy(Strategy):
             self.equity.append((payload.ts_event, self.mark_to_market(scan), bool(self.trips.open)))
         if self.on_scan_done is not None:
             self.on_scan_done(self, scan, outcome)
+
+    def _log_denials(self, outcome: StepOutcome) -> None:
+        """Record each entry the risk gate refused (no order was sent for it)."""
+        from dolphin.core.records import DENIAL_REASONS
+
+        if outcome.denials is None:
+            return
+        for d in outcome.denials:
+            self.denials += 1
+            reason = DENIAL_REASONS[int(d["reason"])]
+            self.log.warning(f"entry denied ({reason}): {self.engine.assets[int(d['asset'])]} "
+                             f"notional {float(d['notional']):.2f}")
+            if self.trade_logger is not None:
+                price = self.engine.last_price(int(d["asset"]))
+                self.trade_logger.log(ts_ns=int(d["ts"]), event="DENIED",
+                                      asset=self.engine.assets[int(d["asset"])],
+                                      side="BUY" if d["direction"] > 0 else "SELL",
+                                      price=price, qty=float(d["notional"]) / price,
+                                      reason=reason)
 
     def execute(self, intent: OrderIntent, scan: ScanInput) -> None:
         """Turn one intent into a market order (close: the whole net position)."""

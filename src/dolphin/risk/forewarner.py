@@ -29,8 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dolphin.alpha.interfaces import McReport
 from dolphin.core.config import DolphinConfig
+from dolphin.core.enums import MC_OK, MC_ORANGE, MC_RED, McStatus
+from dolphin.core.enums import MC_STATUSES as MC_STATUSES
+from dolphin.risk.mc_gate import McReport
 
 #: Sampled parameters and their ranges: (low, high, integer?).
 RANGES: dict[str, tuple[float, float, bool]] = {
@@ -41,10 +43,10 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "vel_div_threshold": (-0.045, -0.005, False),
 }
 FEATURES = tuple(RANGES)
-#: MC status names by code: the int8 codes of ``status_codes`` and ``day_status_codes``, and the
-#: survival sensor's reading (``risk.sensors.MC_STATUS_CODE``).
-MC_STATUSES = ("OK", "ORANGE", "RED")
-MC_CODE_OK, MC_CODE_ORANGE, MC_CODE_RED = 0, 1, 2
+#: MC status names by code (``core.enums.MC_STATUSES``, re-exported): the int8 codes of
+#: ``status_codes`` and ``day_status_codes``, and the survival sensor's reading
+#: (``risk.sensors.MC_STATUS_CODE``).
+MC_CODE_OK, MC_CODE_ORANGE, MC_CODE_RED = MC_OK, MC_ORANGE, MC_RED
 _LO = np.array([RANGES[f][0] for f in FEATURES])
 _HI = np.array([RANGES[f][1] for f in FEATURES])
 DD_LIMIT, DD_SCALE = 0.20, 0.10
@@ -80,7 +82,9 @@ class ForewarnerMcReport(McReport):
     def status(self) -> str:
         """Return the §12 status, raised to ORANGE outside the explored region."""
         base = super().status
-        return "ORANGE" if base == "OK" and not self.inside_explored else base
+        if base == McStatus.OK.name and not self.inside_explored:
+            return McStatus.ORANGE.name
+        return base
 
 
 def features_of(config: DolphinConfig | Mapping[str, float]) -> np.ndarray:
@@ -104,10 +108,10 @@ def rows_in_ranges(x: np.ndarray) -> np.ndarray:
 def status_of(cat_prob: float, envelope: float, inside: bool) -> str:
     """Return the §12 status (RED / ORANGE / OK); outside the explored region never OK."""
     if cat_prob > 0.25 or envelope < -1.0:
-        return "RED"
+        return McStatus.RED.name
     if envelope < 0.0 or cat_prob > 0.10 or not inside:
-        return "ORANGE"
-    return "OK"
+        return McStatus.ORANGE.name
+    return McStatus.OK.name
 
 
 def status_codes(cat_prob: np.ndarray, envelope: np.ndarray, inside: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from dolphin.core.config import DolphinConfig
+from dolphin.core.enums import McStatus
 from dolphin.core.errors import BadInputError, ConfigError
 from dolphin.risk.forewarner import (
     FEATURES,
@@ -129,7 +130,7 @@ def validate(models: ModelSet, test: pd.DataFrame) -> dict:
     p, e, inside = models.predict(feats)
     true_red = (truth["p"].to_numpy() > 0.25) | (truth["e"].to_numpy() < -1.0)
     pred = np.array([status_of(a, b, c) for a, b, c in zip(p, e, inside, strict=True)])
-    pred_red = pred == "RED"
+    pred_red = pred == McStatus.RED.name
     tp = int((pred_red & true_red).sum())
     brier = float(np.mean((p - truth["p"].to_numpy()) ** 2))
     return {

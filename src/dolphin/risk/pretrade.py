@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from dolphin.core.config import PreTradeConfig
+from dolphin.core.enums import POSTURES, Posture
 from dolphin.core.errors import DolphinError
-from dolphin.core.records import POSTURES
 
 _NS_PER_MIN = 60_000_000_000
+#: Postures that allow new exposure (§11.7); TURTLE and HIBERNATE allow reductions only.
+_OPENING_POSTURES = (Posture.APEX.name, Posture.STALKER.name)
 
 
 class Denial(Enum):
@@ -116,7 +118,7 @@ def check_known_inputs(order: OrderIntent, ctx: RiskContext, lim: PreTradeConfig
 
 def check_posture(order: OrderIntent, ctx: RiskContext, lim: PreTradeConfig) -> Verdict | None:
     """Deny anything but a reduction in TURTLE and HIBERNATE (and in an unknown posture)."""
-    if ctx.posture in ("APEX", "STALKER") or is_reduction(order, ctx):
+    if ctx.posture in _OPENING_POSTURES or is_reduction(order, ctx):
         return None
     return Verdict(Denial.REDUCE_ONLY, f"posture {ctx.posture} allows reductions only")
 

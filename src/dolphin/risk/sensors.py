@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from dolphin.core.config import SurvivalConfig
+from dolphin.core.enums import McStatus
 
 #: What ``Sensor.bind`` returns: ``f(reading, now_min) -> health in [0, 1]``.
 Evaluator = Callable[[float, float], float]
@@ -58,9 +59,9 @@ CATEGORY_NAMES = tuple(c.name.lower() for c in Category)
 #: category takes the worst (minimum) of its sensors.
 PRODUCT_CATEGORIES = frozenset({Category.STRUCTURAL})
 
-#: MC-Forewarner status codes as a sensor reading (§11.2 Cat2 base values).
-MC_OK, MC_ORANGE, MC_RED = 0.0, 1.0, 2.0
-MC_STATUS_CODE = {"OK": MC_OK, "ORANGE": MC_ORANGE, "RED": MC_RED}
+#: MC-Forewarner status codes (``core.enums.McStatus``) as a float sensor reading (§11.2 Cat2).
+MC_OK, MC_ORANGE, MC_RED = float(McStatus.OK), float(McStatus.ORANGE), float(McStatus.RED)
+MC_STATUS_CODE = {s.name: float(s) for s in McStatus}
 _MC_BASE = (1.0, 0.5, 0.1)
 
 

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dolphin.alpha import layout as lay
 from dolphin.alpha import nb
+from dolphin.alpha.step_nb import dc_check_nb
 
 THR, EXT = -0.02, -0.05
 
@@ -122,9 +124,21 @@ def test_final_leverage_respects_abs_cap_stalker_cap_and_floor():
 
 
 # ---------------------------------------------------------------- §4.2 DC
+def _dc_on(prices, direction):
+    """Run the engine's §4.2 check (lookback 7, 0.75 bps) on one asset's price history."""
+    hist, hist_n = lay.new_histories(1)
+    hist[0, : len(prices)] = prices
+    hist_n[0] = len(prices)
+    state = lay.new_state(1.0)
+    state[lay.S_DIRECTION] = direction
+    params = np.zeros(lay.N_PARAMS)
+    params[lay.P_DC_LOOKBACK] = 7
+    params[lay.P_DC_MIN_BPS] = 0.75
+    return dc_check_nb(state, hist, hist_n, params, 0)
+
+
 def _dc(p0, p1, direction=-1):
-    prices = np.array([p0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, p1])
-    return nb.check_dc_nb(prices, 8, 7, 0.75, direction)
+    return _dc_on(np.array([p0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, p1]), direction)
 
 
 def test_dc_short_confirm_contradict_neutral():
@@ -140,7 +154,7 @@ def test_dc_long_mirrors_short():
 
 
 def test_dc_neutral_with_short_history():
-    assert nb.check_dc_nb(np.array([100.0, 90.0]), 2, 7, 0.75, -1) == nb.DC_NEUTRAL
+    assert _dc_on(np.array([100.0, 90.0]), -1) == nb.DC_NEUTRAL
 
 
 # ---------------------------------------------------------------- §4.3 OB sub-2

@@ -243,7 +243,8 @@ def test_legacy_ob_edge_is_seeded_and_roughly_40_percent():
     eng = NDAlphaEngine(cfg, ["A", "B", "C"])
     eng.begin_day("2024-01-01")
     n = len(vd)
-    eng.run_bars(0, np.arange(n, dtype=np.int64), vd, p, np.zeros(n, bool), np.ones(n, bool))
+    ts = np.arange(n, dtype=np.int64) * 60_000_000_000  # 1m bars: the gate's order rate is real
+    eng.run_bars(0, ts, vd, p, np.zeros(n, bool), np.ones(n, bool))
     edges = eng.trades["ob_edge_pct"]
     assert len(edges) > 20
     assert set(np.round(edges, 8)) <= {0.0, 0.0005}

@@ -70,7 +70,7 @@ def test_metrics_recompute_from_written_files(result, tmp_path):
     assert again == pytest.approx({k: written[k] for k in again})
     assert set(written) - set(again) == {
         "funding_modelled", "funding_paid", "funding_missing_assets", "forewarner", "bar",
-        "durations", "warnings",
+        "durations", "warnings", "denials",
     }
     assert written["funding_modelled"] is False and written["funding_paid"] is None
     assert trades_sha256(trades) == written["trades_sha256"]

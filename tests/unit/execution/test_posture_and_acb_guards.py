@@ -127,7 +127,13 @@ def test_turtle_still_steps_the_engine_but_halts_entries() -> None:
     for row in _rows(5):
         assert core.on_scan(row).skipped == ""  # open positions stay managed
     assert core.total_bars == 5
-    assert core.engine.state[lay.S_HALT] == 1.0  # no new entries
+    assert core.engine.posture == "TURTLE"
+    # entries are refused by the engine's risk gate (reductions only), and recorded
+    from dolphin.risk.gate import EntryRequest
+
+    req = EntryRequest(0, 5, 0, core.engine.assets[0], -1, 1_000.0, 25_000.0, {})
+    verdict = core.engine.gate.judge(req, core.engine.posture, core.engine.rm)
+    assert verdict.denial is not None and verdict.denial.value == "reduce_only"
 
 
 def test_without_a_posture_source_the_unsupervised_engine_runs_at_apex() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dolphin.backtest.replay import run_replay
 from dolphin.core.config import DolphinConfig
 from dolphin.risk.forewarner import (
     FILL_JITTER,
@@ -36,8 +37,6 @@ def _init(scans_path: str) -> None:
 
 def run_one(task: tuple[int, dict, int, int]) -> list[dict]:
     """Run one config with jittered fills; return its ``paths`` perturbed outcomes."""
-    from dolphin.backtest.replay import run_replay
-
     run_id, row, paths, seed = task
     rng = np.random.default_rng(seed)
     base = DolphinConfig()
