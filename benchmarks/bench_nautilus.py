@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from dolphin.adapters.nautilus.backtest import run_in_subprocess
+from dolphin.adapters.nautilus.parity_fills import run_parity_replay
 from dolphin.backtest.replay import run_replay
 from dolphin.cli import main
 from dolphin.core.config import DolphinConfig
-from dolphin.execution.backtest import run_in_subprocess
-from dolphin.execution.costs import run_parity_replay
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/bars_1m_sample.parquet"
 

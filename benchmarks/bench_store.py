@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dolphin.store.cluster import ClusterSpec
-from dolphin.store.hazelcast import HazelcastStore
-from dolphin.store.hzctl import LocalCluster
+from dolphin.adapters.hazelcast.cluster import ClusterSpec
+from dolphin.adapters.hazelcast.control import LocalCluster
+from dolphin.adapters.hazelcast.store import HazelcastStore
 from dolphin.store.memory import MemoryStore
 from dolphin.store.ports import EntryEvent, Store
 from dolphin.store.schema import FEATURES, LATEST_EIGEN_SCAN, decode_value, encode_value

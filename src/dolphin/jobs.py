@@ -74,12 +74,12 @@ def research_job(bars: Path, config: DolphinConfig, out: Path, *,
     from dolphin.backtest.notes import notes_lines
     from dolphin.backtest.output import write_outputs
     from dolphin.backtest.replay import run_replay
-    from dolphin.backtest.report import render_report
     from dolphin.core.errors import BadInputError
     from dolphin.data import infer_bar, load_bars, real_closes
     from dolphin.features.exf import ExfTable
     from dolphin.scanner import scan_prices
     from dolphin.scanner.inputs import scanner_input
+    from dolphin.ui.report import render_report
 
     t0 = time.perf_counter()
     long = load_bars(bars)

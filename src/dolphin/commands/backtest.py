@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
     from dolphin.backtest.output import write_outputs
     from dolphin.backtest.replay import run_replay
-    from dolphin.backtest.report import render_report
     from dolphin.core.config import load_config
     from dolphin.core.errors import BadInputError
     from dolphin.core.io import atomic_write_text
     from dolphin.features.exf import ExfTable
+    from dolphin.ui.report import render_report
 
     config = load_config(args.config)
     print(f"config_id {config.id}")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         # checked here: the Nautilus run happens in a subprocess, whose errors arrive as text
         raise BadInputError("exchangeInfo file does not exist", source=str(args.exchange_info))
     if args.engine == "nautilus" or args.parity:
-        from dolphin.execution.backtest import run_command
+        from dolphin.adapters.nautilus.backtest import run_command
 
         return run_command(args, config)
     try:

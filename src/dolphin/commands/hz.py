@@ -1,6 +1,7 @@
 """`dolphin hz start|stop|status`: a local Hazelcast cluster for the mesh.
 
-The work is done by ``dolphin.store.hzctl``; this module only parses arguments and prints.
+The work is done by ``dolphin.adapters.hazelcast.control``; this module only parses arguments
+and prints.
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ def _quiet_client(args: argparse.Namespace) -> None:
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    from dolphin.store.cluster import default_state_dir
+    from dolphin.adapters.hazelcast.cluster import default_state_dir
 
     return args.state_dir or default_state_dir()
 
 
 def _start(args: argparse.Namespace) -> int:
-    from dolphin.store.cluster import ClusterSpec
-    from dolphin.store.hzctl import start_cluster
+    from dolphin.adapters.hazelcast.cluster import ClusterSpec
+    from dolphin.adapters.hazelcast.control import start_cluster
 
     _quiet_client(args)
     spec = ClusterSpec(
@@ -71,7 +72,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from dolphin.store.hzctl import stop_cluster
+    from dolphin.adapters.hazelcast.control import stop_cluster
 
     stopped = stop_cluster(_state_dir(args), timeout_s=args.timeout)
     print(f"stopped {len(stopped)} member(s)" + (f": {stopped}" if stopped else ""))
@@ -79,7 +80,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from dolphin.store.hzctl import cluster_status
+    from dolphin.adapters.hazelcast.control import cluster_status
 
     _quiet_client(args)
     members, view = cluster_status(_state_dir(args), args.cluster_name)

@@ -43,33 +43,8 @@ def check_champion(config, research: bool) -> None:
         require_champion(config, entry_point="dolphin paper (--research accepts another config)")
 
 
-def posture_source(url: str, store, unsupervised: bool = False):
-    """Return the trader's posture source for the store at ``url`` (None: unsupervised).
-
-    The ``DOLPHIN_SAFETY`` cell snapshot, judged by the trader (missing, stale, unknown or
-    unreadable -> TURTLE, ``execution.guards``): unknown is never APEX. The embedded store lives
-    in this process only, so nothing publishes a posture into it and the session reads TURTLE
-    (no entries) unless the operator chooses ``--unsupervised`` explicitly: then it runs without
-    posture supervision (the engine's APEX, as in a backtest) and says so.
-    """
-    from dolphin.core.errors import ConfigError
-    from dolphin.store.features import posture_cell
-
-    if unsupervised:
-        if not url.startswith("memory://"):
-            raise ConfigError("--unsupervised is for the embedded store only; a shared store "
-                              "carries the watchdog's posture")
-        print("posture: unsupervised by request (--unsupervised): APEX, no DOLPHIN_SAFETY read")
-        return None
-    if url.startswith("memory://"):
-        print("posture: nothing publishes DOLPHIN_SAFETY into the embedded store: it reads "
-              "TURTLE (no new entries); pass --unsupervised to trade at APEX without posture "
-              "supervision, or --store hazelcast://HOST:PORT with a watchdog")
-    return posture_cell(store).read
-
-
 def _binance(args: argparse.Namespace) -> int:
-    from dolphin.execution.paper import binance_client_configs
+    from dolphin.adapters.nautilus.paper import binance_client_configs
 
     data_cfg, exec_cfg = binance_client_configs(testnet=args.testnet)
     print(f"binance USDT-M {'testnet' if args.testnet else 'LIVE'}: data and exec client "
@@ -94,22 +69,21 @@ def run(args: argparse.Namespace) -> int:
         from dolphin.core.errors import BadInputError
 
         raise BadInputError("replay file does not exist", source=str(args.replay))
-    from dolphin.execution.session import PaperSettings, run_paper_session
-    from dolphin.store import open_store
+    from dolphin.adapters.nautilus.paper_session import PaperSettings, run_paper_session
+    from dolphin.bootstrap import bootstrap
 
-    store = open_store(args.store)
-    posture = posture_source(args.store, store, args.unsupervised)
+    runtime = bootstrap(config, store=args.store, forewarner=args.forewarner,
+                        unsupervised=args.unsupervised)
     settings = PaperSettings(replay=args.replay, speed=args.speed, duration_s=args.duration,
                              warmup=args.warmup, log_dir=args.log_dir,
                              extra={"venue": args.venue, "store": args.store})
     try:
-        from dolphin.backtest.gates import load_gate
-
-        gate = load_gate(config) if args.forewarner else None
-        summary = run_paper_session(config, settings, store=store, posture_source=posture,
-                                    echo=lambda line: print(line, flush=True), mc_gate=gate)
+        summary = run_paper_session(config, settings, store=runtime.store,
+                                    posture_source=runtime.posture,
+                                    echo=lambda line: print(line, flush=True),
+                                    mc_gate=runtime.mc_gate)
     finally:
-        store.close()
+        runtime.close()
     print("session " + json.dumps(summary, sort_keys=True))
     if summary.get("stopped_early"):
         _stopped_early(summary, getattr(args, "command_line", "dolphin paper ..."))

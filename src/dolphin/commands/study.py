@@ -43,9 +43,9 @@ def parse_levels(text: str | None) -> list[float] | None:
 def run_leverage(args: argparse.Namespace) -> int:
     """Run the leverage study; print the table and the peak/knee summary."""
     from dolphin.backtest.leverage_study import DEFAULT_LEVELS, growth_svg, leverage_study
-    from dolphin.backtest.sweep_report import render_sweep_report
     from dolphin.core.config import load_config
     from dolphin.core.io import atomic_write_text
+    from dolphin.ui.sweep_report import render_sweep_report
 
     levels = parse_levels(args.levels) or list(DEFAULT_LEVELS)
     table, summary = leverage_study(

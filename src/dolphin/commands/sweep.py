@@ -78,7 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep; print the summary JSON and the output paths."""
-    from dolphin.backtest.sweep_report import render_sweep_report
     from dolphin.backtest.sweep_run import (
         SweepInterruptedError,
         completed,
@@ -88,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from dolphin.core.config import load_config
     from dolphin.core.io import atomic_write_text
+    from dolphin.ui.sweep_report import render_sweep_report
 
     grid = expand_grid(load_grid(args.grid), load_config(args.config))
     data = load_data(args)

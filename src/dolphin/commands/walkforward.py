@@ -25,13 +25,13 @@ def run(args: argparse.Namespace) -> int:
     """Run the walk-forward; print the window table and the stitched metrics."""
     import pandas as pd
 
-    from dolphin.backtest.sweep_report import render_sweep_report
     from dolphin.backtest.sweep_run import expand_grid, load_grid
     from dolphin.backtest.walkforward import walk_forward
     from dolphin.core.config import load_config
     from dolphin.core.errors import BadInputError
     from dolphin.core.io import atomic_write_parquet, atomic_write_text
     from dolphin.features.exf import ExfTable
+    from dolphin.ui.sweep_report import render_sweep_report
 
     grid = expand_grid(load_grid(args.grid), load_config(args.config))
     try:

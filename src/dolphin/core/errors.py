@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 
@@ -105,3 +106,27 @@ class HaltTradingError(DolphinError):
     """An invariant broke; open no new risk."""
 
     exit_code = 4
+
+
+class ErrorAction(Enum):
+    """What a caller does about an error (STYLE.md §11)."""
+
+    RETRY = "retry"
+    DEGRADE = "degrade"
+    HALT = "halt"
+
+
+def action_for(exc: BaseException) -> ErrorAction:
+    """Return the action for ``exc``: retry a transient fault, degrade on bad input, else halt.
+
+    Halting errors are tested first so that a class deriving from two branches errs on the safe
+    side; anything not known to be transient or a bad input halts, because an unknown failure is
+    never healthy (DESIGN.md "Failure behaviour").
+    """
+    if isinstance(exc, HaltTradingError | ConfigError):
+        return ErrorAction.HALT
+    if isinstance(exc, RetryableError):
+        return ErrorAction.RETRY
+    if isinstance(exc, BadInputError):
+        return ErrorAction.DEGRADE
+    return ErrorAction.HALT

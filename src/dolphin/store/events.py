@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from dolphin.store.errors import MalformedValueError
 from dolphin.store.ports import EntryCallback, EntryEvent, StoreMap
-from dolphin.store.records import Clock, MalformedCounter, check_not_future
 from dolphin.store.schema import Record, decode_value
+from dolphin.store.values import Clock, MalformedCounter, check_not_future
 
 log = logging.getLogger(__name__)
 

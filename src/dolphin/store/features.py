@@ -15,7 +15,6 @@ from typing import Any
 from dolphin.core.errors import RetryableError
 from dolphin.store.errors import MalformedValueError
 from dolphin.store.ports import Store, StoreMap
-from dolphin.store.records import Clock, MalformedCounter, RecordMap
 from dolphin.store.schema import (
     POSTURE_KEY,
     SAFETY,
@@ -25,6 +24,7 @@ from dolphin.store.schema import (
     encode_value,
     shard_index,
 )
+from dolphin.store.values import Clock, MalformedCounter, RecordMap
 
 
 def feature_key(symbol: str, feature: str) -> str:

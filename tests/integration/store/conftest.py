@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dolphin.store.hazelcast import HazelcastStore
-from dolphin.store.hzctl import LocalCluster
+from dolphin.adapters.hazelcast.control import LocalCluster
+from dolphin.adapters.hazelcast.store import HazelcastStore
 from dolphin.store.memory import MemoryStore
 from dolphin.store.schema import ALL_MAPS
 from tests.integration.store.hzkit import fast_store, make_spec

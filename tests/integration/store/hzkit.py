@@ -6,8 +6,8 @@ import socket
 import threading
 from pathlib import Path
 
-from dolphin.store.cluster import ClusterSpec
-from dolphin.store.hazelcast import HazelcastStore
+from dolphin.adapters.hazelcast.cluster import ClusterSpec
+from dolphin.adapters.hazelcast.store import HazelcastStore
 from dolphin.store.ports import EntryEvent
 from tests.kit.procs import wait_for  # noqa: F401 (re-exported for the store tests)
 

@@ -17,7 +17,6 @@ from dolphin.store.errors import LockNotHeldError, MalformedValueError, StoreUna
 from dolphin.store.events import PendingSlot
 from dolphin.store.features import LatestCell, ShardedFeatureStore, posture_cell
 from dolphin.store.ports import EntryEvent, EntryEventKind, Store, StoreMap
-from dolphin.store.records import MalformedCounter, RecordMap
 from dolphin.store.schema import (
     FEATURES,
     LATEST_EIGEN_SCAN,
@@ -25,6 +24,7 @@ from dolphin.store.schema import (
     encode_value,
     shard_map_name,
 )
+from dolphin.store.values import MalformedCounter, RecordMap
 from tests.integration.store.hzkit import Collector, wait_for
 
 MAP = "DOLPHIN_STATE_BLUE"

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from dolphin.adapters.hazelcast.cluster import kill_member
+from dolphin.adapters.hazelcast.control import LocalCluster, stop_cluster
+from dolphin.adapters.hazelcast.store import HazelcastStore
 from dolphin.cli import main
-from dolphin.store.cluster import kill_member
 from dolphin.store.errors import StoreUnavailableError
 from dolphin.store.events import PendingSlot
-from dolphin.store.hazelcast import HazelcastStore
-from dolphin.store.hzctl import LocalCluster, stop_cluster
-from dolphin.store.records import RecordMap
 from dolphin.store.schema import FEATURES, STATE_BLUE, encode_value
+from dolphin.store.values import RecordMap
 from tests.integration.store.hzkit import (
     TEST_CLUSTER,
     fast_store,

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dolphin.cli import build_parser
-from dolphin.core.errors import ConfigError
-from dolphin.store.cluster import (
+from dolphin.adapters.hazelcast.cluster import (
     MEMBER_MAIN,
     ClusterSpec,
     jar_url,
@@ -24,7 +22,9 @@ from dolphin.store.cluster import (
     recorded_ports,
     resolve_jar,
 )
-from dolphin.store.hzctl import cluster_status, stop_cluster
+from dolphin.adapters.hazelcast.control import cluster_status, stop_cluster
+from dolphin.cli import build_parser
+from dolphin.core.errors import ConfigError
 
 JAR_BYTES = b"PK\x03\x04 not really a jar"
 JAR_SHA1 = hashlib.sha1(JAR_BYTES, usedforsecurity=False).hexdigest()
@@ -166,8 +166,8 @@ def test_a_download_killed_mid_write_leaves_a_temp_the_next_download_removes(tmp
 
 
 def test_pid_files_are_written_through_the_atomic_writer(tmp_path, monkeypatch) -> None:
+    from dolphin.adapters.hazelcast import cluster
     from dolphin.core import io as core_io
-    from dolphin.store import cluster
 
     class FakeProc:
         pid = 424242

@@ -1,4 +1,4 @@
-"""Only dolphin.store.hazelcast may import the Hazelcast client (DESIGN.md layering rules)."""
+"""Only dolphin.adapters.hazelcast.store may import the Hazelcast client (DESIGN.md layering)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from dolphin.bootstrap import open_store
 from dolphin.core.errors import ConfigError
-from dolphin.store import open_store
 from dolphin.store.memory import MemoryStore
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "dolphin"
-ALLOWED = {SRC / "store" / "hazelcast.py"}
+ALLOWED = {SRC / "adapters" / "hazelcast" / "store.py"}
 
 
 def _imports_hazelcast(path: Path) -> bool:
@@ -42,8 +42,8 @@ def test_no_module_but_the_adapter_imports_the_hazelcast_client() -> None:
 def test_the_embedded_store_path_never_loads_the_client() -> None:
     code = (
         "import sys, dolphin.store, dolphin.store.memory, dolphin.store.features, "
-        "dolphin.store.hzctl, dolphin.commands.hz\n"
-        "s = dolphin.store.open_store('memory://')\n"
+        "dolphin.adapters.hazelcast.control, dolphin.commands.hz, dolphin.bootstrap\n"
+        "s = dolphin.bootstrap.open_store('memory://')\n"
         "assert 'hazelcast' not in sys.modules, 'hazelcast imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

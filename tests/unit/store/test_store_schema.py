@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from dolphin.store.errors import MalformedValueError, UnsupportedSchemaError
 from dolphin.store.memory import MemoryStore
-from dolphin.store.records import RecordMap
 from dolphin.store.schema import (
     SCHEMA_VERSION,
     SHARD_MAPS,
@@ -20,6 +19,7 @@ from dolphin.store.schema import (
     shard_index,
     shard_map_name,
 )
+from dolphin.store.values import RecordMap
 
 json_values = st.recursive(
     st.none()

@@ -11,14 +11,14 @@ from dolphin.store.events import PendingSlot
 from dolphin.store.features import ShardedFeatureStore, posture_cell
 from dolphin.store.memory import MemoryStore
 from dolphin.store.ports import EntryEvent, EntryEventKind
-from dolphin.store.records import (
+from dolphin.store.schema import SAFETY, encode_value
+from dolphin.store.values import (
     MAX_CLOCK_SKEW_S,
     FutureValueError,
     MalformedCounter,
     RecordMap,
     is_fresh,
 )
-from dolphin.store.schema import SAFETY, encode_value
 
 NOW = 1_700_000_000_000_000_000
 S = 1_000_000_000

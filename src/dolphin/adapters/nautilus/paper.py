@@ -32,10 +32,10 @@ from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.data import CustomData, QuoteTick
 from nautilus_trader.model.objects import Price, Quantity
 
+from dolphin.adapters.nautilus.instruments import VENUE, instrument_id
+from dolphin.adapters.nautilus.scan_driver import ScanInput
+from dolphin.adapters.nautilus.scan_feed import QUOTE_SIZE, SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
 from dolphin.core.errors import BadInputError, ConfigError
-from dolphin.execution.core import ScanInput
-from dolphin.execution.data import QUOTE_SIZE, SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
-from dolphin.execution.instruments import VENUE, instrument_id
 from dolphin.scanner.scanner import IncrementalScanner
 
 REPLAY_CLIENT = SCAN_CLIENT.value
@@ -178,7 +178,7 @@ def binance_client_configs(*, testnet: bool, env: dict[str, str] | None = None):
     """Return ``(data, exec)`` Binance USDT-M client configs with keys from the environment."""
     from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
 
-    from dolphin.execution.binance_config import (
+    from dolphin.adapters.binance.config import (
         MaskedBinanceDataClientConfig,
         MaskedBinanceExecClientConfig,
     )
@@ -190,5 +190,5 @@ def binance_client_configs(*, testnet: bool, env: dict[str, str] | None = None):
         raise ConfigError(f"set {key_env} and {secret_env} in the environment")
     common = {"api_key": key, "api_secret": secret, "testnet": testnet,
               "account_type": BinanceAccountType.USDT_FUTURES}
-    # Masked: the configs' repr/str never show the keys (execution/binance_config.py).
+    # Masked: the configs' repr/str never show the keys (adapters/binance/config.py).
     return MaskedBinanceDataClientConfig(**common), MaskedBinanceExecClientConfig(**common)

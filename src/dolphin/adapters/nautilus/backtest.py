@@ -32,7 +32,7 @@ REALISTIC_SPREAD_TICKS = 1.0
 
 
 def _exchange_ticks(assets: list[str], exchange_info: str | Path | None) -> dict[str, float]:
-    from dolphin.execution.instruments import DEFAULT_EXCHANGE_INFO, load_exchange_info
+    from dolphin.adapters.nautilus.instruments import DEFAULT_EXCHANGE_INFO, load_exchange_info
 
     specs = load_exchange_info(exchange_info or DEFAULT_EXCHANGE_INFO)
     ticks = {}
@@ -51,7 +51,7 @@ def _engine(initial: float, log_level: str, modules: list):
     from nautilus_trader.model.enums import AccountType, OmsType
     from nautilus_trader.model.objects import Money
 
-    from dolphin.execution.instruments import VENUE
+    from dolphin.adapters.nautilus.instruments import VENUE
 
     engine = BacktestEngine(
         BacktestEngineConfig(logging=LoggingConfig(log_level=log_level, bypass_logging=False))
@@ -88,15 +88,15 @@ def run_nautilus_backtest(
     ``funding`` is booked on the venue account by a ``FundingModule`` at each funding time the
     engine accrues; ``mc_gate`` is the day's MC-Forewarner (None: open, reported ``off``).
     """
+    from dolphin.adapters.nautilus.fill_results import assemble
+    from dolphin.adapters.nautilus.funding_module import FundingModule
+    from dolphin.adapters.nautilus.instruments import build_instruments
+    from dolphin.adapters.nautilus.parity_fills import venue_config
+    from dolphin.adapters.nautilus.scan_driver import DolphinCore
+    from dolphin.adapters.nautilus.scan_feed import SCAN_CLIENT, scan_custom_data, scan_quotes
+    from dolphin.adapters.nautilus.strategy import DolphinStrategy, DolphinStrategyConfig
     from dolphin.alpha.engine import NDAlphaEngine
     from dolphin.backtest.replay import run_notes_metrics, scan_bar_ns
-    from dolphin.execution.core import DolphinCore
-    from dolphin.execution.costs import venue_config
-    from dolphin.execution.data import SCAN_CLIENT, scan_custom_data, scan_quotes
-    from dolphin.execution.funding import FundingModule
-    from dolphin.execution.instruments import build_instruments
-    from dolphin.execution.results import assemble
-    from dolphin.execution.strategy import DolphinStrategy, DolphinStrategyConfig
     from dolphin.features.funding import funding_events
     from dolphin.risk.acb import AdaptiveCircuitBreaker
 
@@ -146,12 +146,12 @@ def run_nautilus_backtest(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Subprocess entry: ``python -m dolphin.execution.backtest SCANS OUT [--parity] ...``."""
+    """Subprocess entry: ``python -m dolphin.adapters.nautilus.backtest SCANS OUT [...]``."""
     import argparse
 
     from dolphin.backtest.output import write_outputs
 
-    p = argparse.ArgumentParser(prog="dolphin.execution.backtest")
+    p = argparse.ArgumentParser(prog="dolphin.adapters.nautilus.backtest")
     p.add_argument("scans", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--config", type=Path, default=None)
@@ -186,7 +186,7 @@ def run_in_subprocess(
     funding: Path | None = None, forewarner: bool = True,
 ) -> dict[str, Any]:
     """Run one Nautilus backtest in a fresh interpreter; return its stats (files in ``out``)."""
-    cmd = [sys.executable, "-m", "dolphin.execution.backtest", str(scans_path), str(out)]
+    cmd = [sys.executable, "-m", "dolphin.adapters.nautilus.backtest", str(scans_path), str(out)]
     for flag, value in (("--config", config), ("--factors", factors),
                         ("--exchange-info", exchange_info), ("--funding", funding)):
         if value is not None:
@@ -218,12 +218,12 @@ def run_command(args: Any, config: DolphinConfig) -> int:
     it with the internal engine under the same cost model (parity) or the internal default
     (realistic: every difference quantified). A Nautilus run happens in a subprocess.
     """
+    from dolphin.adapters.nautilus.parity import write_parity
+    from dolphin.adapters.nautilus.parity_fills import run_parity_replay
     from dolphin.backtest.output import write_outputs
     from dolphin.backtest.replay import run_replay
-    from dolphin.backtest.report import render_report
     from dolphin.core.io import atomic_write_text
-    from dolphin.execution.costs import run_parity_replay
-    from dolphin.execution.parity import write_parity
+    from dolphin.ui.report import render_report
 
     try:
         scans = pd.read_parquet(args.scans)

@@ -11,17 +11,17 @@ import math
 
 import pytest
 
-from dolphin.alpha import layout as lay
-from dolphin.alpha.engine import NDAlphaEngine
-from dolphin.core.config import DolphinConfig
-from dolphin.core.errors import ConfigError
-from dolphin.execution.core import DolphinCore, scan_inputs
-from dolphin.execution.guards import (
+from dolphin.adapters.nautilus.guards import (
     POSTURE_MAX_AGE_S,
     WATCHDOG_PERIOD_S,
     acb_bounds,
     judge_posture,
 )
+from dolphin.adapters.nautilus.scan_driver import DolphinCore, scan_inputs
+from dolphin.alpha import layout as lay
+from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.core.config import DolphinConfig
+from dolphin.core.errors import ConfigError
 from dolphin.store.features import posture_cell
 from dolphin.store.memory import MemoryStore
 from dolphin.store.ports import EntryEvent, EntryEventKind
@@ -192,7 +192,7 @@ def test_a_valid_acb_update_at_the_bounds_is_applied() -> None:
 
 
 def test_the_paper_command_reads_the_posture_cell_of_a_shared_store(capsys) -> None:
-    from dolphin.commands.paper import posture_source
+    from dolphin.bootstrap import posture_source
 
     with MemoryStore() as store:
         # the embedded store: nothing publishes a posture, so it reads TURTLE unless the

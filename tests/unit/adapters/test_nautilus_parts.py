@@ -9,11 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dolphin.adapters.nautilus.instruments import (
+    decimals_needed,
+    load_exchange_info,
+    make_instrument,
+)
+from dolphin.adapters.nautilus.paper import binance_client_configs
+from dolphin.adapters.nautilus.parity import parity_report
 from dolphin.core.errors import ConfigError
-from dolphin.execution.instruments import decimals_needed, load_exchange_info, make_instrument
-from dolphin.execution.paper import binance_client_configs
-from dolphin.execution.parity import parity_report
-from dolphin.execution.tradelog import RoundTrips, TradeLogger
+from dolphin.ledger.tradelog import RoundTrips, TradeLogger
 from tests.kit.paths import SHARED_DATA, require
 
 EXCHANGE_INFO = SHARED_DATA / "raw_ws/cryptofeed_binance_futures/BINANCE_FUTURES.0"

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dolphin.adapters.nautilus.scan_driver import DolphinCore, OrderIntent, ScanInput, scan_inputs
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.alpha.interfaces import McGate
 from dolphin.alpha.nb import TAKER_FEE
 from dolphin.backtest.replay import ReplayResult, run_notes_metrics, scan_bar_ns, validate_scans
 from dolphin.core.config import DolphinConfig
-from dolphin.execution.core import DolphinCore, OrderIntent, ScanInput, scan_inputs
-from dolphin.execution.tradelog import RoundTrips
 from dolphin.features.exf import ExfTable
 from dolphin.features.funding import funding_events
+from dolphin.ledger.tradelog import RoundTrips
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 
 PARITY_SIZE_PRECISION = 8
@@ -89,7 +89,7 @@ def run_parity_replay(
     mc_gate: McGate | None = None,
 ) -> ReplayResult:
     """Replay ``scans`` internally under the parity cost model; same outputs as the replay."""
-    from dolphin.execution.results import assemble
+    from dolphin.adapters.nautilus.fill_results import assemble
 
     assets = validate_scans(scans, source)
     cfg = venue_config(config, parity=True)

@@ -30,7 +30,7 @@ from dolphin.core.errors import BadInputError
 from dolphin.core.records import POSTURES
 from dolphin.features.exf import FACTORS
 from dolphin.risk.acb import base_boost
-from dolphin.store.records import is_fresh
+from dolphin.store.values import is_fresh
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import os
 
-from dolphin.execution import tradelog
-from dolphin.execution.tradelog import TradeLogger
+from dolphin.ledger import tradelog
+from dolphin.ledger.tradelog import TradeLogger
 
 
 def test_every_logged_fill_is_fsynced_before_log_returns(tmp_path, monkeypatch):

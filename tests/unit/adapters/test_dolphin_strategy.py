@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from nautilus_trader.trading.strategy import Strategy
 
+from dolphin.adapters.nautilus.scan_driver import DolphinCore, scan_inputs
+from dolphin.adapters.nautilus.strategy import DolphinStrategy, DolphinStrategyConfig
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.commands.paper import check_champion
 from dolphin.core.config import CHAMPION_BLUE_ID, DolphinConfig
 from dolphin.core.errors import ConfigError
-from dolphin.execution.core import DolphinCore, scan_inputs
-from dolphin.execution.strategy import DolphinStrategy, DolphinStrategyConfig
 from dolphin.store.memory import MemoryStore
 from dolphin.store.ports import EntryEvent, EntryEventKind
 from dolphin.store.schema import ACB_BOOST, FEATURES, encode_value

@@ -21,10 +21,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from dolphin.adapters.nautilus.guards import POSTURE_MAX_AGE_S, PostureGuard, validate_acb_update
 from dolphin.alpha import layout as lay
 from dolphin.alpha.engine import DaySummary, NDAlphaEngine
 from dolphin.core.errors import BadInputError
-from dolphin.execution.guards import POSTURE_MAX_AGE_S, PostureGuard, validate_acb_update
 from dolphin.features.funding import FundingEvents
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.store.events import PendingSlot
@@ -107,7 +107,8 @@ class DolphinCore:
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         # posture_max_age_s: a posture older than this is stale -> TURTLE (default three
-        # watchdog periods, 3 x 10 s; execution/guards.py); clock: wall time in int64 ns UTC.
+        # watchdog periods, 3 x 10 s; adapters/nautilus/guards.py); clock: wall time in int64
+        # ns UTC.
         self.engine = engine
         self.posture_source = posture_source
         self.posture_guard = PostureGuard(max_age_s=posture_max_age_s, clock=clock)

@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dolphin.core.errors import ConfigError
-from dolphin.store.cluster import (
+from dolphin.adapters.hazelcast.cluster import (
     ClusterSpec,
     ClusterStartError,
     kill_member,
@@ -28,6 +27,7 @@ from dolphin.store.cluster import (
     spawn_member,
     wait_exit,
 )
+from dolphin.core.errors import ConfigError
 from dolphin.store.ports import ClusterView
 
 
@@ -41,8 +41,9 @@ class MemberStatus:
 
 
 def _probe(addresses: tuple[str, ...], name: str, expect: int, timeout_s: float) -> ClusterView:
-    # Imported here: only dolphin.store.hazelcast may import the client, and `hz stop` needs none.
-    from dolphin.store.hazelcast import probe_cluster
+    # Imported here: only dolphin.adapters.hazelcast.store may import the client, and
+    # `hz stop` needs none.
+    from dolphin.adapters.hazelcast.store import probe_cluster
 
     return probe_cluster(addresses, name, expect=expect, timeout_s=timeout_s)
 

@@ -20,8 +20,8 @@ from nautilus_trader.model.identifiers import ClientId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.persistence.wranglers import QuoteTickDataWrangler
 
+from dolphin.adapters.nautilus.scan_driver import ScanInput, bar_ns, scan_inputs
 from dolphin.backtest.replay import validate_scans
-from dolphin.execution.core import ScanInput, bar_ns, scan_inputs
 from dolphin.features.funding import FundingEvents
 
 SCAN_CLIENT = ClientId("DOLPHINSCANS")

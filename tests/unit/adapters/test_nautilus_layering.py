@@ -1,4 +1,5 @@
-"""Only ``dolphin.execution`` may import nautilus_trader; its pure parts must not either."""
+"""Only ``dolphin.adapters.nautilus`` may import nautilus_trader, and its modules that are pure
+(the scan driver, parity fills, the parity report) must not either."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import subprocess
 import sys
 
 PURE = ("dolphin.core.config", "dolphin.scanner.scanner", "dolphin.alpha.engine",
-        "dolphin.risk.acb", "dolphin.backtest.replay", "dolphin.execution.core",
-        "dolphin.execution.costs", "dolphin.execution.parity", "dolphin.execution.tradelog",
-        "dolphin.execution.backtest", "dolphin.commands.backtest", "dolphin.commands.paper")
+        "dolphin.risk.acb", "dolphin.backtest.replay", "dolphin.adapters.nautilus.scan_driver",
+        "dolphin.adapters.nautilus.parity_fills", "dolphin.adapters.nautilus.parity",
+        "dolphin.ledger.tradelog", "dolphin.adapters.nautilus.backtest",
+        "dolphin.commands.backtest", "dolphin.commands.paper")
 
 
 def test_pure_modules_do_not_load_nautilus():

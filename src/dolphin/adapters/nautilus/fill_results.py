@@ -13,13 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from dolphin.adapters.nautilus.scan_driver import DolphinCore
 from dolphin.backtest.metrics import compute_metrics
 from dolphin.backtest.replay import ReplayResult, _day_row, gate_id  # one daily row definition
 from dolphin.core.config import DolphinConfig
 from dolphin.core.records import BUCKETS, EXIT_REASONS, POSTURES
-from dolphin.execution.core import DolphinCore
-from dolphin.execution.tradelog import RoundTrip
 from dolphin.features.exf import FACTORS
+from dolphin.ledger.tradelog import RoundTrip
 from dolphin.risk.acb import AcbDay
 
 TRADE_COLUMNS = (

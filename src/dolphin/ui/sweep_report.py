@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dolphin.backtest.report import line_svg
+from dolphin.ui.report import line_svg
 
 CELL = 28
 TOP_COLUMNS = ("config_id", "dsr", "sharpe", "roi", "max_drawdown", "trades", "trades_sha256")

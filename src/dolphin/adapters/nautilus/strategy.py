@@ -18,10 +18,10 @@ from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.events import OrderFilled, PositionClosed
 from nautilus_trader.trading.strategy import Strategy
 
-from dolphin.execution.core import DolphinCore, OrderIntent, ScanInput, StepOutcome
-from dolphin.execution.data import SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
-from dolphin.execution.instruments import VENUE, instrument_id
-from dolphin.execution.tradelog import RoundTrips, TradeLogger
+from dolphin.adapters.nautilus.instruments import VENUE, instrument_id
+from dolphin.adapters.nautilus.scan_driver import DolphinCore, OrderIntent, ScanInput, StepOutcome
+from dolphin.adapters.nautilus.scan_feed import SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
+from dolphin.ledger.tradelog import RoundTrips, TradeLogger
 from dolphin.store.ports import Store, StoreMap
 from dolphin.store.schema import ACB_BOOST, FEATURES
 

@@ -14,21 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dolphin.alpha.engine import NDAlphaEngine
-from dolphin.backtest.replay import gate_id
-from dolphin.core.config import DolphinConfig
-from dolphin.execution.core import DolphinCore, PostureSource
-from dolphin.execution.costs import venue_config
-from dolphin.execution.instruments import build_instruments
-from dolphin.execution.paper import (
+from dolphin.adapters.nautilus.instruments import build_instruments
+from dolphin.adapters.nautilus.paper import (
     ReplayDataClient,
     ReplayDataClientConfig,
     ReplayDataClientFactory,
     load_closes,
     sandbox_node,
 )
-from dolphin.execution.strategy import DolphinStrategy, DolphinStrategyConfig
-from dolphin.execution.tradelog import TradeLogger
+from dolphin.adapters.nautilus.parity_fills import venue_config
+from dolphin.adapters.nautilus.scan_driver import DolphinCore, PostureSource
+from dolphin.adapters.nautilus.strategy import DolphinStrategy, DolphinStrategyConfig
+from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.backtest.replay import gate_id
+from dolphin.core.config import DolphinConfig
+from dolphin.ledger.tradelog import TradeLogger
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.store.ports import Store
 

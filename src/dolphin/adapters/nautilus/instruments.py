@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 VENUE = Venue("BINANCE")
 DEFAULT_EXCHANGE_INFO = (
-    Path(__file__).resolve().parents[4]
+    Path(__file__).resolve().parents[5]
     / "shared/data/raw_ws/cryptofeed_binance_futures/BINANCE_FUTURES.0"
 )
 PARITY_SIZE_PRECISION = 8

@@ -1,0 +1,1 @@
+"""What happened, kept: the independent session trade log (``tradelog``: fills, denials)."""
