@@ -105,6 +105,11 @@ def test_parity_backtests_are_identical_and_exact_on_real_closes(bar_set):
                                                          "max_rel_pnl_diff")}
     _strict_json(naut / "metrics.json")
     assert (naut / "report.html").exists()
+    fills = pd.read_parquet(naut / "fills.parquet")  # the venue's fills as records
+    assert len(fills) == 2 * parity["trades_b"]
+    assert (pd.read_parquet(naut / "denials.parquet")["reason"].isin(
+        ["unknown_input", "reduce_only", "order_rate", "max_order_notional", "max_position",
+         "max_leverage"])).all()
 
 
 def test_a_50_combination_sweep_finishes_and_matches_backtest(bar_set):

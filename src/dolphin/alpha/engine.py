@@ -23,6 +23,7 @@ from dolphin.alpha.interfaces import (
     empty_ob,
 )
 from dolphin.alpha.step_nb import (
+    begin_day_nb,
     close_position_nb,
     equity_now_nb,
     last_price_nb,
@@ -78,8 +79,7 @@ class NDAlphaEngine:
         self.params = lay.build_params(config.alpha, hell=hell)
         self.state = lay.new_state(config.alpha.initial_capital)
         self.hist, self.hist_n = lay.new_histories(len(self.assets))
-        if "BTCUSDT" in self.assets:  # §13.3 fallback asset when IRP is off
-            self.state[lay.S_FALLBACK_ASSET] = self.assets.index("BTCUSDT")
+        self.state[lay.S_FALLBACK_ASSET] = lay.fallback_asset(self.assets)  # §13.3, IRP off
         self.posture_provider = posture_provider or ApexPosture()
         self.mc_gate = mc_gate or OpenGate()
         self.ob_engine = ob_engine
@@ -131,13 +131,14 @@ class NDAlphaEngine:
         self._day = date
         self._day_start_capital = self.capital
         self._day_trades0 = self._n_closed()
-        s = self.state
-        s[lay.S_DIRECTION] = direction if direction is not None else self.params[lay.P_DIRECTION]
-        s[lay.S_DAY_BOOST] = acb.boost if acb is not None else 1.0
-        s[lay.S_DAY_BETA] = acb.beta if acb is not None else 0.0
-        report = self.mc_gate.assess(date, self.config.alpha.max_leverage * s[lay.S_DAY_BOOST])
+        boost = acb.boost if acb is not None else 1.0
+        beta = acb.beta if acb is not None else 0.0
+        report = self.mc_gate.assess(date, self.config.alpha.max_leverage * boost)
         self._mc_status = report.status
-        s[lay.S_DAY_MC_SCALE] = 0.5 if self._mc_status == McStatus.ORANGE.name else 1.0
+        # the sweep's kernel applies its days with this same kernel
+        begin_day_nb(self.state, self.params, boost, beta, int(McStatus[report.status]))
+        if direction is not None:
+            self.state[lay.S_DIRECTION] = direction
         self.set_posture(posture or self.posture_provider.posture(date))
 
     @property

@@ -176,6 +176,12 @@ def build_params(
     return p
 
 
+def fallback_asset(assets) -> int:
+    """Return the §13.3 fallback asset's column when IRP is off: BTCUSDT, else the first."""
+    assets = list(assets)
+    return assets.index("BTCUSDT") if "BTCUSDT" in assets else 0
+
+
 def new_state(initial_capital: float) -> np.ndarray:
     """Return a fresh state vector: flat, no position, neutral ACB day."""
     s = np.zeros(N_STATE)

@@ -40,6 +40,7 @@ from dolphin.alpha.layout import (
     P_DC_LOOKBACK,
     P_DC_MIN_BPS,
     P_DC_SKIP,
+    P_DIRECTION,
     P_FRACTION,
     P_GAP_WINDOW,
     P_HELL,
@@ -112,7 +113,31 @@ from dolphin.alpha.layout import (
     STATUS_TRADE_BUFFER_FULL,
     VD_RING,
 )
-from dolphin.core.enums import EXIT_DATA_END, EXIT_STOP_LOSS, POSTURE_HIBERNATE, POSTURE_STALKER
+from dolphin.core.enums import (
+    EXIT_DATA_END,
+    EXIT_STOP_LOSS,
+    MC_ORANGE,
+    MC_RED,
+    POSTURE_APEX,
+    POSTURE_HIBERNATE,
+    POSTURE_STALKER,
+)
+
+
+@njit(cache=True)
+def begin_day_nb(st, params, boost, beta, mc):
+    """Start a day in the state (Bible §10, §12, §13.1): direction, ACB boost and beta, and the
+    MC-Forewarner code ``mc`` (``McStatus``): ORANGE halves the size, RED halts entries.
+
+    The posture is APEX here; ``NDAlphaEngine.begin_day`` then applies the day's posture. The
+    sweep applies its days with this kernel too (APEX only).
+    """
+    st[S_DIRECTION] = params[P_DIRECTION]
+    st[S_DAY_BOOST] = boost
+    st[S_DAY_BETA] = beta
+    st[S_DAY_MC_SCALE] = 0.5 if mc == MC_ORANGE else 1.0
+    st[S_HALT] = 1.0 if mc == MC_RED else 0.0
+    st[S_POSTURE] = POSTURE_APEX
 
 
 @njit(cache=True, inline="always")

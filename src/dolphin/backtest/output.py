@@ -23,6 +23,9 @@ def write_outputs(result: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
     if result.denials is not None:  # entries the risk gate refused, with reason and values
         paths["denials.parquet"] = out / "denials.parquet"
         atomic_write_parquet(result.denials, paths["denials.parquet"])
+    if result.fills is not None:  # what the venue filled, one row per fill
+        paths["fills.parquet"] = out / "fills.parquet"
+        atomic_write_parquet(result.fills, paths["fills.parquet"])
     atomic_write_text(paths["metrics.json"], metrics_json(result.metrics))
     return paths
 

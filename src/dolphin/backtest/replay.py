@@ -28,7 +28,6 @@ bar through the step kernel (``NDAlphaEngine.run_bars``). Decisions:
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,31 +36,15 @@ import pandas as pd
 
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.alpha.interfaces import McGate, ObEngine, PostureProvider
+from dolphin.alpha.session import DayProtocol, day_bounds, hibernate_skips
 from dolphin.core.config import DolphinConfig
-from dolphin.core.errors import BadInputError, MissingColumnError
 from dolphin.features.exf import FACTORS, ExfTable
 from dolphin.features.funding import FundingEvents, assets_without_funding, funding_events
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.risk.gate import denial_frame
+from dolphin.scanner.schema import asset_columns, scan_arrays, validate_scans
 
-REQUIRED = ("timestamp", "vel_div", "v750_lambda_max_velocity", "data_gap")
-NON_ASSET = frozenset(
-    {
-        "timestamp",
-        "scan_number",
-        "n_assets",
-        "vel_div",
-        "instability_50",
-        "instability_150",
-        "data_gap",
-        "vol_regime_ok",
-    }
-)
-
-
-#: Per-window scan fields (v50_lambda_max, v750_n_assets, instability_150, ...).
-_SCAN_FIELD = re.compile(r"^(v\d+_|instability_)")
-
+__all__ = ["ReplayInputs", "ReplayResult", "asset_columns", "run_replay", "validate_scans"]
 
 @dataclass
 class ReplayResult:
@@ -73,58 +56,7 @@ class ReplayResult:
     metrics: dict[str, Any]
     records: np.ndarray
     denials: pd.DataFrame | None = None  # entries the risk gate refused (``risk.gate``)
-
-
-def asset_columns(scans: pd.DataFrame) -> list[str]:
-    """Return the close-price columns of a scan frame (every column that is not a scan field)."""
-    return [c for c in scans.columns if c not in NON_ASSET and not _SCAN_FIELD.match(str(c))]
-
-
-def _explained_nan(scans: pd.DataFrame) -> np.ndarray:
-    """Rows whose NaN vel_div the scan itself explains (the kernel makes no entry on NaN).
-
-    A flagged ``data_gap`` row, the row right after one (a velocity needs the previous row's
-    value), and a row where some window has fewer than two varying assets (no correlation
-    matrix: the scanner writes NaN there, e.g. at the ragged end of a data set).
-    """
-    gap = scans["data_gap"].to_numpy(dtype=np.bool_)
-    ok = gap | np.r_[False, gap[:-1]]
-    counts = [c for c in scans.columns if re.fullmatch(r"v\d+_n_assets", str(c))]
-    if counts:
-        ok |= (scans[counts].to_numpy(dtype=float) < 2).any(axis=1)
-    return ok
-
-
-def validate_scans(scans: pd.DataFrame, source: str = "scans") -> list[str]:
-    """Check a scan frame; return its asset columns or raise a typed error."""
-    for col in REQUIRED:
-        if col not in scans.columns:
-            raise MissingColumnError("required scan column is missing", source=source, field=col)
-    ts = scans["timestamp"]
-    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
-        raise BadInputError("timestamp must be tz-aware UTC", source=source, field="timestamp")
-    if not ts.is_monotonic_increasing or ts.duplicated().any():
-        raise BadInputError(
-            "timestamps must be strictly increasing", source=source, field="timestamp"
-        )
-    vd = scans["vel_div"].to_numpy(dtype=float)
-    finite = np.isfinite(vd) | _explained_nan(scans)
-    if finite.any():
-        first = int(np.argmax(np.isfinite(vd)))
-        bad = np.flatnonzero(~finite[first:])
-        if bad.size:
-            row = first + int(bad[0])
-            raise BadInputError(
-                "vel_div is NaN after the warm-up",
-                source=source,
-                row=row,
-                field="vel_div",
-                value=float(vd[row]),
-            )
-    assets = asset_columns(scans)
-    if not assets:
-        raise MissingColumnError("no asset price columns", source=source)
-    return assets
+    fills: pd.DataFrame | None = None  # a fill-based run's fills (``core.records.FILL_DTYPE``)
 
 
 def _trades_frame(rec: np.ndarray, assets: list[str]) -> pd.DataFrame:
@@ -195,52 +127,64 @@ class ReplayInputs:
     def of(cls, scans: pd.DataFrame, funding: pd.DataFrame | None, source: str) -> ReplayInputs:
         """Validate ``scans`` and return its arrays, UTC day bounds and funding events."""
         assets = validate_scans(scans, source)
-        ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        day_no = ts // 86_400_000_000_000  # UTC day number; strftime on every row is slow
-        bounds = np.flatnonzero(np.r_[True, day_no[1:] != day_no[:-1], True])
-        vol_ok = (
-            scans["vol_regime_ok"].to_numpy(dtype=np.bool_)
-            if "vol_regime_ok" in scans
-            else np.ones(len(scans), dtype=np.bool_)
-        )
+        a = scan_arrays(scans, assets)  # the one scan frame -> arrays (scanner.schema)
+        bounds = day_bounds(a.ts)  # UTC days (alpha.session); strftime on every row is slow
+        ts = a.ts
         return cls(
             assets=assets,
             ts=ts,
-            vd=scans["vel_div"].to_numpy(dtype=np.float64),
-            prices=np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64)),
-            gap=scans["data_gap"].to_numpy(dtype=np.bool_),
-            vol_ok=vol_ok,
-            v750=scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64),
+            vd=a.vel_div,
+            prices=a.prices,
+            gap=a.data_gap,
+            vol_ok=a.vol_ok,
+            v750=a.v750,
             bounds=bounds,
             dates={int(lo): str(scans["timestamp"].iloc[lo].date()) for lo in bounds[:-1]},
             funding=funding_events(funding, ts, scan_bar_ns(ts), assets),
         )
 
 
+def _hibernate_day(engine, lo: int, bars, fund) -> tuple[np.ndarray, np.ndarray]:
+    """Run a HIBERNATE day: bar by bar while a position is open (its forced exit), then the
+    §14 guard skips every flat bar (``alpha.session.hibernate_skips``), as the live driver."""
+    ts = bars[0]
+    n = len(ts)
+    equity = np.empty(n)
+    in_pos = np.zeros(n, dtype=np.bool_)
+    for j in range(n):
+        if hibernate_skips(engine):
+            equity[j:] = engine.equity()
+            break
+        s = slice(j, j + 1)
+        eq, ip = engine.run_bars(lo + j, *(b[s] for b in bars), funding=fund.slice(j, j + 1))
+        equity[j], in_pos[j] = eq[0], ip[0]
+    return equity, in_pos
+
+
 def _run_days(engine, acb, data: ReplayInputs, guard, equity, in_pos, mc_model: str) -> list:
     days = []
     n = len(data.ts)
+    protocol = DayProtocol(engine, acb)  # the one day protocol (alpha.session)
     for lo, hi in itertools.pairwise(data.bounds):
         lo, hi = int(lo), int(hi)
-        acb_day = acb.day(data.dates[lo])
+        posture = guard.controller.posture if guard is not None else None
+        acb_day = protocol.begin(data.dates[lo], posture=posture)
         fund = data.funding.slice(lo, hi)
         bars = (data.ts[lo:hi], data.vd[lo:hi], data.prices[lo:hi], data.gap[lo:hi],
                 data.vol_ok[lo:hi])
-        if guard is None:
-            engine.begin_day(data.dates[lo], acb=acb_day)
+        if guard is None and engine.posture == "HIBERNATE":
+            equity[lo:hi], in_pos[lo:hi] = _hibernate_day(engine, lo, bars, fund)
+        elif guard is None:
             equity[lo:hi], in_pos[lo:hi] = engine.run_bars(lo, *bars, funding=fund)
         else:
-            engine.begin_day(data.dates[lo], acb=acb_day, posture=guard.controller.posture)
             equity[lo:hi], in_pos[lo:hi] = guard.run_day(
                 engine, lo, bars, fund, acb_day.factors.get("dvol_btc", np.nan)
             )
         if hi == n and engine.in_position:
             engine.close_open_position(hi - 1, int(data.ts[hi - 1]))
             equity[hi - 1] = engine.capital
-        day_v750 = data.v750[lo:hi][np.isfinite(data.v750[lo:hi])]
-        if day_v750.size:
-            acb.observe_w750(float(np.median(day_v750)))
-        days.append(_day_row(engine.end_day(), acb_day, float(equity[hi - 1]), mc_model))
+        protocol.observe_v750(data.v750[lo:hi])
+        days.append(_day_row(protocol.end(), acb_day, float(equity[hi - 1]), mc_model))
     return days
 
 

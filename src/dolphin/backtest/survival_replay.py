@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.alpha.session import hibernate_skips
 from dolphin.core.config import DolphinConfig
 from dolphin.core.records import DENIAL_REASONS
 from dolphin.risk.sensors import (
@@ -70,6 +71,10 @@ class ReplaySurvival:
         for j in range(n):
             i = lo + j
             self._before_bar(engine, i, int(ts[j]), dvol, mc)
+            if hibernate_skips(engine):  # the §14 guard: a flat engine in HIBERNATE is not stepped
+                equity[j] = engine.equity()
+                self._after_bar(float(equity[j]))
+                continue
             denied = engine.gate.n_denials
             s = slice(j, j + 1)
             eq, ip = engine.run_bars(i, ts[s], vd[s], prices[s], gap[s], vol_ok[s],

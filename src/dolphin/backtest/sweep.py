@@ -27,18 +27,18 @@ import numpy as np
 import pandas as pd
 
 from dolphin.alpha import layout as lay
+from dolphin.alpha.session import acb_days, day_w750
 from dolphin.backtest.metrics import metrics_columns, records_sha256
 from dolphin.backtest.notes import describe_bars, thin_bars
 from dolphin.backtest.replay import ReplayInputs, scan_bar_ns
 from dolphin.backtest.sweep_nb import STATUS_NO_CLOSE_PRICE, last_prices_nb, sweep_nb
 from dolphin.core.config import AcbConfig, DolphinConfig
-from dolphin.core.enums import Posture
 from dolphin.core.errors import HaltTradingError
 from dolphin.core.records import TRADE_DTYPE
 from dolphin.features.exf import ExfTable
 from dolphin.features.funding import FundingEvents, assets_without_funding
 from dolphin.risk.acb import AdaptiveCircuitBreaker
-from dolphin.risk.gate import RiskGate, audit, entry_requests
+from dolphin.risk.gate import flat_entries_pass
 
 DEFAULT_CAPACITY = 2048
 
@@ -81,14 +81,8 @@ class SweepData:
     def acb_days(self, cfg: AcbConfig) -> tuple[np.ndarray, np.ndarray]:
         """Return the per-day ACB boost and beta of ``cfg``, exactly as the replay computes them."""
         if cfg not in self._acb:
-            acb = AdaptiveCircuitBreaker(cfg, self.exf)
-            boost, beta = np.empty(len(self.dates)), np.empty(len(self.dates))
-            for d, date in enumerate(self.dates):
-                day = acb.day(date)
-                boost[d], beta[d] = day.boost, day.beta
-                if self.w750_medians[d] is not None:
-                    acb.observe_w750(self.w750_medians[d])
-            self._acb[cfg] = (boost, beta)
+            days = acb_days(AdaptiveCircuitBreaker(cfg, self.exf), self.dates, self.w750_medians)
+            self._acb[cfg] = (np.array([d.boost for d in days]), np.array([d.beta for d in days]))
         return self._acb[cfg]
 
 
@@ -102,10 +96,7 @@ def prepare(
 ) -> SweepData:
     """Validate ``scans`` (the replay's rules) and return its arrays and day boundaries."""
     data = ReplayInputs.of(scans, funding, source)  # exactly what the replay reads
-    medians: list[float | None] = []
-    for lo, hi in itertools.pairwise(data.bounds):
-        fin = data.v750[lo:hi][np.isfinite(data.v750[lo:hi])]
-        medians.append(float(np.median(fin)) if fin.size else None)
+    medians = [day_w750(data.v750[lo:hi]) for lo, hi in itertools.pairwise(data.bounds)]
     return SweepData(
         assets=data.assets,
         ts=data.ts,
@@ -144,8 +135,7 @@ def run_kernel(
     n = len(configs)
     params = np.stack([lay.build_params(c.alpha, hell=hell) for c in configs])
     states = np.stack([lay.new_state(c.alpha.initial_capital) for c in configs])
-    if "BTCUSDT" in data.assets:  # §13.3 fallback asset when IRP is off (as NDAlphaEngine)
-        states[:, lay.S_FALLBACK_ASSET] = data.assets.index("BTCUSDT")
+    states[:, lay.S_FALLBACK_ASSET] = lay.fallback_asset(data.assets)  # as NDAlphaEngine
     n_days = len(data.dates)
     boost, beta = np.empty((n, n_days)), np.empty((n, n_days))
     for i, c in enumerate(configs):
@@ -313,18 +303,17 @@ def gate_allows(data: SweepData, cfg: DolphinConfig, raw: RawColumns | None, i: 
     """Audit column ``i``'s entries with the replay's risk gate (APEX, no survival controller).
 
     The skip-ahead kernel cannot ask the gate bar by bar; the audit judges its entries in time
-    order afterwards. When the gate allows them all (the usual case) the column is exactly what
-    the gated replay computes; otherwise the caller reruns the config through the replay.
+    order afterwards (``risk.gate.flat_entries_pass``, the gate's checks vectorised). When the
+    gate allows them all (the usual case) the column is exactly what the gated replay computes;
+    otherwise the caller reruns the config through the replay.
     """
     if raw is None:
         return False  # an overflowed column: let the replay decide
     rec = raw.trades[i, : raw.n_trades[i]]
-    def ts_of(bar):
-        return data.ts[bar]
-
-    entries = entry_requests(rec, ts_of, data.assets)
-    exits = [(int(b), int(data.ts[b])) for b in rec["exit_bar"]]
-    return audit(RiskGate(cfg.pretrade), entries, exits, Posture.APEX.name, None)
+    return flat_entries_pass(
+        rec["notional"], rec["capital_after"] - rec["pnl"], data.ts[rec["entry_bar"]],
+        data.ts[rec["exit_bar"]], cfg.pretrade,
+    )  # fmt: skip
 
 
 def replay_row(data: SweepData, cfg: DolphinConfig, *, hell: bool) -> dict[str, Any]:

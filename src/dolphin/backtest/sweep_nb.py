@@ -33,16 +33,10 @@ from dolphin.alpha.layout import (
     N_OB_ASSET,
     N_OB_MACRO,
     P_DATA_END_BARS,
-    P_DIRECTION,
     P_MAX_HOLD,
     P_STOP,
     P_TP,
     S_CAPITAL,
-    S_DAY_BETA,
-    S_DAY_BOOST,
-    S_DAY_MC_SCALE,
-    S_DIRECTION,
-    S_HALT,
     S_PENDING_SUBDAY,
     S_POS_ASSET,
     S_POS_DIR,
@@ -59,6 +53,7 @@ from dolphin.alpha.step_nb import (
     act_nb,
     advance_bar_nb,
     bars_since_real_nb,
+    begin_day_nb,
     close_position_nb,
     copy_bar_state_nb,
     equity_nb,
@@ -73,9 +68,6 @@ from dolphin.alpha.step_nb import (
 )
 from dolphin.core.enums import (
     EXIT_END_OF_DATA,
-    MC_ORANGE,
-    MC_RED,
-    POSTURE_APEX,
     POSTURE_HIBERNATE,
 )
 
@@ -84,22 +76,6 @@ HIST_COLS = HIST_LEN + 1  # the ring plus the H_LAST_REAL column (layout.new_his
 #: Status of a column whose open position had no price at the end of the data (the replay
 #: raises ``HaltTradingError`` there).
 STATUS_NO_CLOSE_PRICE = 100
-
-
-@njit(cache=True)
-def begin_day_nb(st, params, boost, beta, mc):
-    """Apply ``NDAlphaEngine.begin_day`` with APEX posture and the day's ``McStatus`` code ``mc``.
-
-    ``mc`` comes from ``risk.mc_models.day_status_codes``.
-
-    ORANGE halves the size (scale 0.5), RED halts entries for the day (Bible §12).
-    """
-    st[S_DIRECTION] = params[P_DIRECTION]
-    st[S_DAY_BOOST] = boost
-    st[S_DAY_BETA] = beta
-    st[S_DAY_MC_SCALE] = 0.5 if mc == MC_ORANGE else 1.0
-    st[S_HALT] = 1.0 if mc == MC_RED else 0.0
-    st[S_POSTURE] = POSTURE_APEX
 
 
 @njit(cache=True)

@@ -108,3 +108,20 @@ DENIAL_DTYPE = np.dtype(
     ],
     align=False,
 )
+
+
+#: One fill from a venue (Nautilus backtest, paper, the parity driver); ``asset`` indexes the
+#: run's asset list, ``side`` is +1 buy / −1 sell, ``trip`` the round trip it belongs to.
+FILL_DTYPE = np.dtype(
+    [
+        ("ts", np.int64),
+        ("bar", np.int64),
+        ("trip", np.int64),
+        ("asset", np.int32),
+        ("side", np.int8),
+        ("qty", np.float64),
+        ("price", np.float64),
+        ("commission", np.float64),
+    ],
+    align=False,
+)

@@ -21,7 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dolphin.core.io import atomic_write_text
+from dolphin.core.records import FILL_DTYPE
 
 TRADE_FIELDS = (
     "ts_ns", "event", "asset", "side", "qty", "price", "commission", "order_id", "reason",
@@ -74,6 +77,7 @@ class RoundTrips:
     def __init__(self) -> None:
         self.open: dict[str, RoundTrip] = {}
         self.done: list[RoundTrip] = []
+        self._fills: list[tuple] = []  # FILL_DTYPE rows, asset by name until ``fills``
 
     def on_fill(self, asset: str, side: int, qty: float, price: float, commission: float,
                 ts_ns: int, bar: int = -1, reason: str = "") -> RoundTrip | None:
@@ -81,6 +85,8 @@ class RoundTrips:
         trip = self.open.get(asset)
         if trip is None:
             trip = self.open[asset] = RoundTrip(asset, side, ts_ns, entry_bar=bar)
+        self._fills.append((int(ts_ns), int(bar), len(self.done), asset, int(side), float(qty),
+                            float(price), float(commission)))
         if side == trip.direction:
             trip.qty += qty
             trip.entry_cost += qty * price
@@ -95,6 +101,12 @@ class RoundTrips:
         del self.open[asset]
         self.done.append(trip)
         return trip
+
+    def fills(self, assets: list[str]) -> np.ndarray:
+        """Return every fill so far as ``FILL_DTYPE`` records (``asset``: index in ``assets``)."""
+        index = {a: i for i, a in enumerate(assets)}
+        rows = [(t, b, k, index[a], side, q, p, c) for t, b, k, a, side, q, p, c in self._fills]
+        return np.array(rows, dtype=FILL_DTYPE)
 
     def unrealized(self, asset: str, price: float) -> float:
         """Return the open trip's unrealised PnL at ``price`` (0 when flat)."""

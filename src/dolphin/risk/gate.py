@@ -141,6 +141,44 @@ def audit(
     return True
 
 
+def flat_entries_pass(
+    notional: np.ndarray,
+    equity: np.ndarray,
+    entry_ts: np.ndarray,
+    exit_ts: np.ndarray,
+    limits: PreTradeConfig,
+) -> bool:
+    """Return ``audit``'s answer, vectorised, for one run's closed trades in APEX with no Rm.
+
+    The sweep's columns trade one position at a time from a flat book, so every check of the
+    pipeline reduces to arithmetic on the trade arrays (trade k's orders: entry then exit):
+    known inputs (finite notional and equity > 0), the order rate (orders of earlier trades
+    within the trailing minute of the entry, the gate's window), the order notional, the
+    position (the order itself) and the gross leverage (notional / equity). A test checks it
+    against ``audit`` with a real ``RiskGate``.
+    """
+    n = len(notional)
+    if n == 0:
+        return True
+    notional = np.asarray(notional, dtype=np.float64)
+    equity = np.asarray(equity, dtype=np.float64)
+    if not (np.isfinite(notional).all() and (notional > 0).all()
+            and np.isfinite(equity).all() and (equity > 0).all()):
+        return False
+    if (notional > limits.max_order_notional).any() or (
+            notional > limits.max_position_notional).any():
+        return False
+    if (notional / equity > limits.max_gross_leverage).any():
+        return False
+    orders = np.empty(2 * n, dtype=np.int64)
+    orders[0::2], orders[1::2] = entry_ts, exit_ts
+    k = np.arange(n)
+    # orders before entry k are orders[:2k]; the window keeps those after entry - 1 min
+    since = np.searchsorted(orders, np.asarray(entry_ts, np.int64) - _NS_PER_MIN, side="right")
+    in_window = 2 * k - np.minimum(since, 2 * k)
+    return bool((in_window < limits.max_orders_per_min).all())
+
+
 def denial_frame(rec: np.ndarray, assets: Sequence[str]) -> pd.DataFrame:
     """Return denial records as the ``denials.parquet`` table (text columns decoded)."""
     return pd.DataFrame({

@@ -17,7 +17,8 @@ import pandas as pd
 from dolphin.core.config import ScannerConfig
 from dolphin.core.errors import BadInputError, MissingColumnError
 from dolphin.data import DEFAULT_FILL_LIMIT, fill_closes
-from dolphin.scanner.scanner import scan_columns, scan_prices
+from dolphin.scanner.scanner import scan_prices
+from dolphin.scanner.schema import scan_columns
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 

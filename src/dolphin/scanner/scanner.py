@@ -29,16 +29,6 @@ from dolphin.scanner.state import ScanState
 GAP_ZERO_RETURN_FRACTION = 0.95
 
 
-def scan_columns(config: ScannerConfig) -> list[str]:
-    """Names of the scan columns that precede the per-asset closes, in order."""
-    cols = ["timestamp", "scan_number", "n_assets", "data_gap"]
-    for w in config.windows:
-        cols += [f"v{w}_lambda_max", f"v{w}_lambda_max_velocity", f"v{w}_n_assets"]
-    cols.append("vel_div")
-    cols += [f"instability_{w}" for w in config.instability_windows]
-    return cols
-
-
 def price_matrix(wide: pd.DataFrame, source: str = "<frame>") -> tuple[np.ndarray, list[str]]:
     """Validated contiguous float64 prices (T x N) and the symbol names of a wide frame."""
     if "timestamp" not in wide.columns:

@@ -66,7 +66,7 @@ def test_kernel_modules_use_the_mirrors():
     assert step_nb.POSTURE_HIBERNATE == Posture.HIBERNATE
     assert step_nb.EXIT_STOP_LOSS == ExitReason.STOP_LOSS
     assert step_nb.EXIT_DATA_END == ExitReason.DATA_END
-    assert sweep_nb.MC_ORANGE == McStatus.ORANGE and sweep_nb.MC_RED == McStatus.RED
+    assert step_nb.MC_ORANGE == McStatus.ORANGE and step_nb.MC_RED == McStatus.RED  # begin_day_nb
     assert sweep_nb.EXIT_END_OF_DATA == ExitReason.END_OF_DATA
     assert forewarner.MC_STATUSES is enums.MC_STATUSES
     codes = (forewarner.MC_CODE_OK, forewarner.MC_CODE_ORANGE, forewarner.MC_CODE_RED)

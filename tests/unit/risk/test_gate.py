@@ -109,3 +109,26 @@ def test_replay_writes_denials_and_sweep_falls_back_to_the_gated_replay(tmp_path
 def test_build_scans_kit_path_still_trades():
     scans = build_scans(dict(zip(ASSETS, paths().T, strict=True)), signal())
     assert run_replay(scans, resolve_overrides({"use_ob_edge": False})).metrics["trades"] == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_vectorised_flat_audit_equals_the_gate(seed):
+    from dolphin.risk.gate import audit, flat_entries_pass
+
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n = int(rng.integers(0, 12))
+        gaps = rng.integers(1, 90, size=2 * n) * 1_000_000_000  # seconds between orders
+        times = np.cumsum(gaps)
+        entry_ts, exit_ts = times[0::2], times[1::2]
+        notional = rng.uniform(100, 4_000, n)
+        equity = rng.uniform(500, 2_000, n)
+        limits = PreTradeConfig(max_order_notional=float(rng.uniform(1_000, 5_000)),
+                                max_position_notional=float(rng.uniform(1_000, 5_000)),
+                                max_gross_leverage=float(rng.uniform(1, 8)),
+                                max_orders_per_min=int(rng.integers(1, 4)))
+        entries = [EntryRequest(int(entry_ts[k]), 2 * k, 0, "A", -1, float(notional[k]),
+                                float(equity[k]), {}) for k in range(n)]
+        exits = [(2 * k + 1, int(exit_ts[k])) for k in range(n)]
+        expected = audit(RiskGate(limits), entries, exits, "APEX", None)
+        assert flat_entries_pass(notional, equity, entry_ts, exit_ts, limits) == expected

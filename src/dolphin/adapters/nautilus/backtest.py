@@ -20,10 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from dolphin.backtest.replay import ReplayResult, validate_scans
+from dolphin.backtest.replay import ReplayResult
 from dolphin.core.config import DolphinConfig, load_config
 from dolphin.core.errors import BadInputError
 from dolphin.features.exf import ExfTable
+from dolphin.scanner.schema import validate_scans
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,8 @@ def run_nautilus_backtest(
     t1 = time.perf_counter()
     engine.run()
     t2 = time.perf_counter()
-    result = assemble(scans, core, strategy.trips.done, strategy.equity, cfg, initial)
+    result = assemble(scans, core, strategy.trips.done, strategy.equity, cfg, initial,
+                      fills=strategy.trips.fills(assets))
     result.metrics.update(run_notes_metrics(result.trades, funding, mc_gate, scans, config))
     stats = {
         "bars": len(scans),

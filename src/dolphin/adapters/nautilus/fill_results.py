@@ -14,21 +14,17 @@ import numpy as np
 import pandas as pd
 
 from dolphin.adapters.nautilus.scan_driver import DolphinCore
-from dolphin.backtest.metrics import compute_metrics
+from dolphin.backtest.metrics import TRADE_TABLE, compute_metrics
 from dolphin.backtest.replay import ReplayResult, _day_row, gate_id  # one daily row definition
 from dolphin.core.config import DolphinConfig
 from dolphin.core.records import BUCKETS, EXIT_REASONS, POSTURES
 from dolphin.features.exf import FACTORS
 from dolphin.ledger.tradelog import RoundTrip
 from dolphin.risk.acb import AcbDay
+from dolphin.risk.gate import denial_frame
 
-TRADE_COLUMNS = (
-    "trade_id", "entry_time", "exit_time", "entry_bar", "exit_bar", "asset", "direction",
-    "entry_price", "exit_price", "notional", "leverage", "fraction", "confidence", "entry_fee",
-    "exit_fee", "ob_edge_pct", "funding", "pnl_pct", "pnl", "capital_after", "exit_reason",
-    "bucket",
-    "posture", "qty",
-)
+#: The replay's trades table (``metrics.TRADE_TABLE``, the one definition) plus the filled qty.
+TRADE_COLUMNS = (*(col for col, _, _ in TRADE_TABLE), "qty")
 
 
 def _trade_row(rec: np.void, trip: RoundTrip, assets: Sequence[str], capital: float) -> dict:
@@ -104,8 +100,10 @@ def assemble(
     equity: Sequence[tuple[int, float, bool]],
     config: DolphinConfig,
     initial: float,
+    fills: np.ndarray | None = None,
 ) -> ReplayResult:
-    """Build the ``ReplayResult`` (trades, equity, daily, metrics) of a fill-based run."""
+    """Build the ``ReplayResult`` (trades, equity, daily, metrics, the gate's denials and the
+    ``FILL_DTYPE`` fills as a table) of a fill-based run."""
     records = core.engine.trades
     trades = trades_frame(records, trips, core.engine.assets, initial)
     eq = np.array([e[1] for e in equity], dtype=np.float64)
@@ -118,4 +116,22 @@ def assemble(
     daily = daily_frame(core, equity_df)
     metrics = compute_metrics(trades, equity_df, daily, initial_capital=initial,
                               config_id=config.id)
-    return ReplayResult(trades, equity_df, daily, metrics, records)
+    assets = core.engine.assets
+    denials = denial_frame(core.engine.gate.denials(), assets)
+    metrics["denials"] = len(denials)
+    return ReplayResult(trades, equity_df, daily, metrics, records, denials,
+                        fill_frame(fills, assets) if fills is not None else None)
+
+
+def fill_frame(fills: np.ndarray, assets: Sequence[str]) -> pd.DataFrame:
+    """Return ``FILL_DTYPE`` records as the ``fills.parquet`` table (asset names decoded)."""
+    return pd.DataFrame({
+        "time": pd.to_datetime(fills["ts"].astype(np.int64), utc=True),
+        "bar": fills["bar"].astype(np.int64),
+        "trip": fills["trip"].astype(np.int64),
+        "asset": [assets[int(a)] for a in fills["asset"]],
+        "side": np.where(fills["side"] > 0, "BUY", "SELL"),
+        "qty": fills["qty"].astype(np.float64),
+        "price": fills["price"].astype(np.float64),
+        "commission": fills["commission"].astype(np.float64),
+    })

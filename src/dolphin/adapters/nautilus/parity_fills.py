@@ -17,12 +17,13 @@ from dolphin.adapters.nautilus.scan_driver import DolphinCore, OrderIntent, Scan
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.alpha.interfaces import McGate
 from dolphin.alpha.nb import TAKER_FEE
-from dolphin.backtest.replay import ReplayResult, run_notes_metrics, scan_bar_ns, validate_scans
+from dolphin.backtest.replay import ReplayResult, run_notes_metrics, scan_bar_ns
 from dolphin.core.config import DolphinConfig
 from dolphin.features.exf import ExfTable
 from dolphin.features.funding import funding_events
 from dolphin.ledger.tradelog import RoundTrips
 from dolphin.risk.acb import AdaptiveCircuitBreaker
+from dolphin.scanner.schema import validate_scans
 
 PARITY_SIZE_PRECISION = 8
 
@@ -106,6 +107,7 @@ def run_parity_replay(
             fills.fill(intent, scan)
         equity.append((scan.bar_ts_ns, fills.mark(scan), bool(fills.trips.open)))
     core.close_day()
-    result = assemble(scans, core, fills.trips.done, equity, cfg, cfg.alpha.initial_capital)
+    result = assemble(scans, core, fills.trips.done, equity, cfg, cfg.alpha.initial_capital,
+                      fills=fills.trips.fills(assets))
     result.metrics.update(run_notes_metrics(result.trades, funding, mc_gate, scans, config))
     return result

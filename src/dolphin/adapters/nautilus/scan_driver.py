@@ -12,7 +12,6 @@ staleness warning in live mode). It returns order intents; it never decides a tr
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,15 +23,16 @@ import pandas as pd
 from dolphin.adapters.nautilus.guards import POSTURE_MAX_AGE_S, PostureGuard, validate_acb_update
 from dolphin.alpha import layout as lay
 from dolphin.alpha.engine import DaySummary, NDAlphaEngine
+from dolphin.alpha.session import DayProtocol, hibernate_skips, utc_date
 from dolphin.core.errors import BadInputError
 from dolphin.features.funding import FundingEvents
 from dolphin.risk.acb import AdaptiveCircuitBreaker
+from dolphin.scanner.schema import scan_arrays
 from dolphin.store.events import PendingSlot
 from dolphin.store.ports import EntryEvent
 
 log = logging.getLogger(__name__)
 
-DAY_NS = 86_400_000_000_000
 #: §14.4: a live scan older than this is stale (warned, still used: the engine has its own gates).
 STALE_SCAN_S = 10.0
 
@@ -124,10 +124,7 @@ class DolphinCore:
         self.last_scan_number: int | None = None
         self.stale_state_events = 0
         self.stale_scans = 0
-        self.days: list[DaySummary] = []
-        self.day_acb: list[Any] = []
-        self._acb_day: Any = None
-        self._day_v750: list[float] = []
+        self.day = DayProtocol(engine, acb)  # the one day protocol (alpha.session)
 
     # ------------------------------------------------------------ §14.2 ACB handoff
     def on_acb_event(self, event: EntryEvent) -> None:
@@ -168,10 +165,19 @@ class DolphinCore:
         return self.posture_guard.read(self.posture_source)
 
     # ------------------------------------------------------------ §14.1 date boundary
+    @property
+    def days(self) -> list[DaySummary]:
+        """The summaries of the days ended so far."""
+        return self.day.days
+
+    @property
+    def day_acb(self) -> list[Any]:
+        """The ACB verdict of each day ended so far (None without an ACB)."""
+        return self.day.day_acb
+
     def roll_date(self, bar_ts_ns: int) -> bool:
         """Begin a new engine day when the scan's UTC date changes; report whether it did."""
-        day_no = bar_ts_ns // DAY_NS
-        date = str(np.datetime64(day_no, "D"))
+        date = utc_date(bar_ts_ns)
         if date == self.current_date:
             return False
         if self.current_date is not None:
@@ -180,20 +186,12 @@ class DolphinCore:
         self.processed_dates.add(date)
         self.posture = self.read_posture()
         self.bar_idx_today = 0
-        acb_day = self.acb.day(date) if self.acb is not None else None
-        self._acb_day = acb_day
-        self.engine.begin_day(date, acb=acb_day, posture=self.posture)
+        self.day.begin(date, posture=self.posture)
         return True
 
     def close_day(self) -> DaySummary:
-        """End the engine day; feed the day's median v750 velocity to the ACB (as the replay)."""
-        summary = self.engine.end_day()
-        if self.acb is not None and self._day_v750:
-            self.acb.observe_w750(float(np.median(self._day_v750)))
-        self._day_v750 = []
-        self.days.append(summary)
-        self.day_acb.append(self._acb_day)
-        return summary
+        """End the engine day; its w750 median goes to the ACB (``DayProtocol``, as the replay)."""
+        return self.day.end()
 
     # ------------------------------------------------------------ §14.3 gate snapshot
     def gate_snap(self, posture: str) -> GateSnap:
@@ -230,10 +228,9 @@ class DolphinCore:
                 return StepOutcome(skipped=skip)
         self.drain_acb()
         self.roll_date(scan.bar_ts_ns)
-        if self.posture == "HIBERNATE" and not self.engine.in_position:
+        if hibernate_skips(self.engine):
             return StepOutcome(skipped="hibernate")  # hard skip: the engine is not stepped
-        if math.isfinite(scan.v750_vel):
-            self._day_v750.append(scan.v750_vel)
+        self.day.observe_v750(scan.v750_vel)
         before = self.gate_snap(self.posture)
         outcome = self._step(scan)
         after = self.gate_snap(self.read_posture() if self.live_mode else self.posture)
@@ -304,25 +301,12 @@ def scan_inputs(
 ) -> list[ScanInput]:
     """Return the scans as ``ScanInput`` rows (the last one flagged ``is_last``), each with its
     bar's funding events."""
-    ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    vd = scans["vel_div"].to_numpy(dtype=np.float64)
-    v750 = scans["v750_lambda_max_velocity"].to_numpy(dtype=np.float64)
-    gap = scans["data_gap"].to_numpy(dtype=np.bool_)
-    vol = (
-        scans["vol_regime_ok"].to_numpy(dtype=np.bool_)
-        if "vol_regime_ok" in scans
-        else np.ones(len(scans), dtype=np.bool_)
-    )
-    num = (
-        scans["scan_number"].to_numpy(dtype=np.int64)
-        if "scan_number" in scans
-        else np.arange(len(scans), dtype=np.int64)
-    )
-    prices = np.ascontiguousarray(scans[assets].to_numpy(dtype=np.float64))
+    a = scan_arrays(scans, assets)  # the one scan frame -> arrays (scanner.schema)
     n = len(scans)
     fund = funding if funding is not None else FundingEvents.none(n)
     return [
-        ScanInput(i, int(ts[i]), int(num[i]), float(vd[i]), float(v750[i]), bool(gap[i]),
-                  bool(vol[i]), prices[i], i == n - 1, fund.bar(i))
+        ScanInput(i, int(a.ts[i]), int(a.scan_number[i]), float(a.vel_div[i]),
+                  float(a.v750[i]), bool(a.data_gap[i]), bool(a.vol_ok[i]), a.prices[i],
+                  i == n - 1, fund.bar(i))
         for i in range(n)
     ]

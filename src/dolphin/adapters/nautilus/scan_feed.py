@@ -21,8 +21,8 @@ from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.persistence.wranglers import QuoteTickDataWrangler
 
 from dolphin.adapters.nautilus.scan_driver import ScanInput, bar_ns, scan_inputs
-from dolphin.backtest.replay import validate_scans
 from dolphin.features.funding import FundingEvents
+from dolphin.scanner.schema import validate_scans
 
 SCAN_CLIENT = ClientId("DOLPHINSCANS")
 #: Quote size: deep enough that no order of this system walks an L1 book.

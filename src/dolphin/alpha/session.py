@@ -1,0 +1,108 @@
+"""The one day/bar protocol every driver runs (Bible §13.1 ``process_day``, §14.1).
+
+One place for each rule the drivers must agree on:
+
+- the UTC day split (``utc_day``, ``utc_date``, ``day_bounds``): a day starts at 00:00 UTC of a
+  bar's own (open) timestamp;
+- the day's w750 value for the ACB (``day_w750``): the median of the day's finite
+  ``v750_lambda_max_velocity``, fed to the ACB after the day (never the same day: no look-ahead);
+- the day boundary (``DayProtocol``): the ACB verdict of the day (scales 1 and 3), the engine's
+  ``begin_day`` (MC-Forewarner status at ``max_leverage × boost``, posture) and ``end_day``;
+- the §14 HIBERNATE guard (``hibernate_skips``): a flat engine in HIBERNATE is not stepped;
+- the ACB days of a whole span (``acb_days``), what the sweep needs for every ACB config.
+
+The replay (``backtest.replay``) and the Nautilus scan driver (``adapters.nautilus.scan_driver``)
+step ``DayProtocol``; the sweep's kernel applies the same per-day values through
+``step_nb.begin_day_nb``, the kernel ``NDAlphaEngine.begin_day`` calls too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dolphin.alpha.engine import DaySummary, NDAlphaEngine
+from dolphin.risk.acb import AcbDay, AdaptiveCircuitBreaker
+
+NS_PER_DAY = 86_400_000_000_000
+
+
+def utc_day(ts_ns):
+    """Return the UTC day number(s) of bar timestamps in int64 ns (days since the epoch)."""
+    return np.asarray(ts_ns, dtype=np.int64) // NS_PER_DAY
+
+
+def utc_date(ts_ns: int) -> str:
+    """Return the ``YYYY-MM-DD`` UTC date of one bar timestamp."""
+    return str(np.datetime64(int(ts_ns) // NS_PER_DAY, "D"))
+
+
+def day_bounds(ts_ns: np.ndarray) -> np.ndarray:
+    """Return the first bar of every UTC day, then the bar count (``bounds[d]:bounds[d + 1]``)."""
+    day = utc_day(ts_ns)
+    return np.flatnonzero(np.r_[True, day[1:] != day[:-1], True]).astype(np.int64)
+
+
+def day_w750(v750: np.ndarray) -> float | None:
+    """Return the median of a day's finite w750 velocities, None when it has none."""
+    v = np.asarray(v750, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else None
+
+
+def hibernate_skips(engine: NDAlphaEngine) -> bool:
+    """Return True when the §14 HIBERNATE guard skips the bar: HIBERNATE and flat.
+
+    A flat engine in HIBERNATE is not stepped at all (no histories, no counters); with a
+    position open it is stepped so the forced exit (§11.7) closes it. Every driver asks here.
+    """
+    return engine.posture == "HIBERNATE" and not engine.in_position
+
+
+def acb_days(
+    acb: AdaptiveCircuitBreaker, dates: Sequence[str], medians: Sequence[float | None]
+) -> list[AcbDay]:
+    """Return the ACB verdict of each day, feeding each day's w750 median after its verdict."""
+    out = []
+    for date, median in zip(dates, medians, strict=True):
+        out.append(acb.day(date))
+        if median is not None:
+            acb.observe_w750(median)
+    return out
+
+
+class DayProtocol:
+    """Begin and end an engine's days; keep each day's summary and ACB verdict."""
+
+    def __init__(self, engine: NDAlphaEngine, acb: AdaptiveCircuitBreaker | None) -> None:
+        self.engine = engine
+        self.acb = acb
+        self.date: str | None = None
+        self.acb_day: AcbDay | None = None
+        self.days: list[DaySummary] = []
+        self.day_acb: list[AcbDay | None] = []
+        self._v750: list[float] = []
+
+    def begin(self, date: str, posture: str | None = None) -> AcbDay | None:
+        """Start ``date``: its ACB verdict, then ``engine.begin_day`` (MC status, posture)."""
+        self.date = date
+        self.acb_day = self.acb.day(date) if self.acb is not None else None
+        self.engine.begin_day(date, acb=self.acb_day, posture=posture)
+        self._v750 = []
+        return self.acb_day
+
+    def observe_v750(self, values) -> None:
+        """Keep the day's w750 velocities (one value or an array; NaN are dropped later)."""
+        self._v750.extend(np.atleast_1d(np.asarray(values, dtype=np.float64)).tolist())
+
+    def end(self) -> DaySummary:
+        """End the day: the engine's summary, and the day's w750 median to the ACB."""
+        summary = self.engine.end_day()
+        median = day_w750(np.asarray(self._v750))
+        if self.acb is not None and median is not None:
+            self.acb.observe_w750(median)
+        self.days.append(summary)
+        self.day_acb.append(self.acb_day)
+        self._v750 = []
+        return summary

@@ -1,0 +1,1 @@
+"""Prefect flows: thin entry points for the slow work (STYLE.md §8); never the hot loop."""
