@@ -17,6 +17,8 @@ from dolphin.core.errors import ConfigError
 from dolphin.store.ports import Store
 
 STORE_SCHEMES = ("memory", "hazelcast")
+#: Where orders go: the Nautilus sandbox (paper), or Binance USDT-M testnet / live.
+VENUES = ("paper", "binance-testnet", "binance")
 
 
 def open_store(url: str = "memory://", **settings: Any) -> Store:
@@ -74,6 +76,8 @@ class Runtime:
     posture: Any
     mc_gate: Any
     store_url: str
+    venue: str = "paper"
+    venue_configs: tuple[Any, Any] | None = None  # Binance (data, exec) client configs
 
     def close(self) -> None:
         """Close the store (idempotent)."""
@@ -87,14 +91,24 @@ def bootstrap(
     clock: str = "live",
     forewarner: bool = True,
     unsupervised: bool = False,
+    venue: str = "paper",
     echo: Callable[[str], None] = print,
 ) -> Runtime:
     """Wire a runtime: the store from its URL, the clock (``live`` or ``sim``), the posture
-    source and the MC-Forewarner gate (``backtest.gates.load_gate``; None when off)."""
+    source, the MC-Forewarner gate (``backtest.gates.load_gate``; None when off) and the venue
+    (``paper``: the sandbox; ``binance-testnet``/``binance``: client configs from environment
+    keys, ``adapters.binance.config``)."""
     from dolphin.backtest.gates import load_gate
 
     if clock not in ("live", "sim"):
         raise ConfigError(f"clock must be live or sim, got {clock!r}")
+    if venue not in VENUES:
+        raise ConfigError(f"venue must be one of {', '.join(VENUES)}, got {venue!r}")
+    configs = None
+    if venue != "paper":
+        from dolphin.adapters.binance.config import binance_client_configs
+
+        configs = binance_client_configs(testnet=venue == "binance-testnet")
     the_store = open_store(store)
     try:
         posture = posture_source(store, the_store, unsupervised, echo)
@@ -103,4 +117,4 @@ def bootstrap(
         the_store.close()
         raise
     the_clock: Clock = LiveClock() if clock == "live" else SimulatedClock(0)
-    return Runtime(config, the_store, the_clock, posture, gate, store)
+    return Runtime(config, the_store, the_clock, posture, gate, store, venue, configs)

@@ -43,13 +43,19 @@ def check_champion(config, research: bool) -> None:
         require_champion(config, entry_point="dolphin paper (--research accepts another config)")
 
 
-def _binance(args: argparse.Namespace) -> int:
-    from dolphin.adapters.nautilus.paper import binance_client_configs
+def _binance(args: argparse.Namespace, config) -> int:
+    from dolphin.bootstrap import bootstrap
 
-    data_cfg, exec_cfg = binance_client_configs(testnet=args.testnet)
-    print(f"binance USDT-M {'testnet' if args.testnet else 'LIVE'}: data and exec client "
-          f"configs built ({type(data_cfg).__name__}, {type(exec_cfg).__name__}); "
-          "no network from this machine")
+    venue = "binance-testnet" if args.testnet else "binance"
+    runtime = bootstrap(config, store=args.store, forewarner=args.forewarner,
+                        unsupervised=args.unsupervised, venue=venue)
+    try:
+        data_cfg, exec_cfg = runtime.venue_configs
+        print(f"binance USDT-M {'testnet' if args.testnet else 'LIVE'}: data and exec client "
+              f"configs built ({type(data_cfg).__name__}, {type(exec_cfg).__name__}); "
+              "no network from this machine")
+    finally:
+        runtime.close()
     return 0
 
 
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     check_champion(config, args.research)
     print(f"config_id {config.id}")
     if args.venue == "binance":
-        return _binance(args)
+        return _binance(args, config)
     if args.replay is None:
         raise ConfigError("--replay PATH is required with the sandbox venue")
     if not args.replay.is_file():

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dolphin.adapters.binance.config import binance_client_configs
 from dolphin.adapters.nautilus.instruments import (
     decimals_needed,
     load_exchange_info,
     make_instrument,
 )
-from dolphin.adapters.nautilus.paper import binance_client_configs
 from dolphin.adapters.nautilus.parity import parity_report
 from dolphin.core.errors import ConfigError
 from dolphin.ledger.tradelog import RoundTrips, TradeLogger

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from dolphin.adapters.nautilus.paper import binance_client_configs
+from dolphin.adapters.binance.config import binance_client_configs
 
 KEY, SECRET = "FAKEKEY-0f9e8d7c6b5a", "FAKESECRET-1a2b3c4d5e6f"
 

@@ -4,15 +4,14 @@
 bar, one quote per asset at its close (the sandbox matches on quotes, FACTS) and the scan the
 ``IncrementalScanner`` computes from those closes (§14.4 live mode: published as it arrives,
 deduplicated and age-checked by the strategy). The first ``warmup`` bars are replayed without
-pacing, as a live node would backfill history before trading. ``binance_client_configs`` builds
-the real Binance USDT-M data/exec client configs from environment keys (masked in their repr/str,
-so never logged).
+pacing, as a live node would backfill history before trading. The real Binance USDT-M client
+configs (keys from the environment, masked in every repr/str) are built by
+``adapters.binance.config.binance_client_configs``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,13 +34,11 @@ from nautilus_trader.model.objects import Price, Quantity
 from dolphin.adapters.nautilus.instruments import VENUE, instrument_id
 from dolphin.adapters.nautilus.scan_driver import ScanInput
 from dolphin.adapters.nautilus.scan_feed import QUOTE_SIZE, SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
-from dolphin.core.errors import BadInputError, ConfigError
+from dolphin.core.errors import BadInputError
 from dolphin.scanner.scanner import IncrementalScanner
 
 REPLAY_CLIENT = SCAN_CLIENT.value
 SANDBOX_CLIENT = "BINANCE"
-TESTNET_KEY_ENV = ("BINANCE_FUTURES_TESTNET_API_KEY", "BINANCE_FUTURES_TESTNET_API_SECRET")
-LIVE_KEY_ENV = ("BINANCE_FUTURES_API_KEY", "BINANCE_FUTURES_API_SECRET")
 
 
 def load_closes(path: str | Path) -> pd.DataFrame:
@@ -173,22 +170,3 @@ def sandbox_node(replay: ReplayDataClientConfig, *, initial: float, log_level: s
     node.add_exec_client_factory(SANDBOX_CLIENT, SandboxLiveExecClientFactory)
     return node
 
-
-def binance_client_configs(*, testnet: bool, env: dict[str, str] | None = None):
-    """Return ``(data, exec)`` Binance USDT-M client configs with keys from the environment."""
-    from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
-
-    from dolphin.adapters.binance.config import (
-        MaskedBinanceDataClientConfig,
-        MaskedBinanceExecClientConfig,
-    )
-
-    env = dict(os.environ) if env is None else env
-    key_env, secret_env = TESTNET_KEY_ENV if testnet else LIVE_KEY_ENV
-    key, secret = env.get(key_env), env.get(secret_env)
-    if not key or not secret:
-        raise ConfigError(f"set {key_env} and {secret_env} in the environment")
-    common = {"api_key": key, "api_secret": secret, "testnet": testnet,
-              "account_type": BinanceAccountType.USDT_FUTURES}
-    # Masked: the configs' repr/str never show the keys (adapters/binance/config.py).
-    return MaskedBinanceDataClientConfig(**common), MaskedBinanceExecClientConfig(**common)
