@@ -1,1 +1,2 @@
-"""What happened, kept: the independent session trade log (``tradelog``: fills, denials)."""
+"""What happened, kept: the hash-chained SQLite ledger (``chain``) and the session trade log
+(``tradelog``: fills, denials)."""

@@ -186,7 +186,8 @@ def test_a_callback_may_call_the_store_and_a_failing_one_does_not_stop_delivery(
     m.put("a", "1")
     m.put("b", "2")
     assert wait_for(lambda: len(mirrored) == 2)
-    assert mirrored == ["1", "2"]
+    # Hazelcast orders events per key (its partition), not across keys: compare as a set
+    assert sorted(mirrored) == ["1", "2"]
 
 
 def test_writes_from_another_handle_reach_this_handle(store: Store, second_handle: Store) -> None:
