@@ -17,7 +17,8 @@ from tests.kit.paths import SAMPLE, require
 def test_paper_session_trades_and_exits_cleanly(tmp_path):
     bars = require(SAMPLE / "bars_1m_sample.parquet")
     cmd = [sys.executable, "-m", "dolphin", "paper", "--replay", str(bars), "--speed", "6000",
-           "--duration", "12", "--log-dir", str(tmp_path), "--unsupervised"]
+           "--duration", "12", "--log-dir", str(tmp_path), "--unsupervised",
+           "--ledger", str(tmp_path / "ledger.db")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
@@ -29,6 +30,7 @@ def test_paper_session_trades_and_exits_cleanly(tmp_path):
         fills = list(csv.DictReader(fh))
     assert len(fills) == summary["orders"]
     assert {f["side"] for f in fills} == {"BUY", "SELL"}
+    _check_ledger(tmp_path / "ledger.db", summary, len(fills))
     with open(summary["settings_file"]) as fh:
         settings = json.load(fh)
     assert settings["config"]["alpha"]["use_sp_fees"] is False
@@ -53,3 +55,20 @@ def test_paper_session_without_a_posture_source_reads_turtle_and_never_enters(tm
     assert len(rows) == summary["denials"]
     assert {r["event"] for r in rows} == {"DENIED"}
     assert {r["reason"] for r in rows} == {"reduce_only"}  # TURTLE: reductions only
+
+
+def _check_ledger(path, summary, n_fills):
+    """The session's ledger: intact chain, one CONFIG first, every order and fill, capital."""
+    from dolphin.ledger.chain import Ledger, verify
+
+    v = verify(path)
+    assert v.ok, v
+    with Ledger(path) as led:
+        rows = list(led.rows())
+    kinds = [r.kind for r in rows]
+    assert kinds[0] == "CONFIG" and rows[0].body["config_id"] == summary["config_id"]
+    assert kinds.count("FILL") == n_fills
+    # every engine order (entries, exits, the final flatten) is written before it is sent
+    assert kinds.count("ORDER") == summary["orders"]
+    assert kinds.count("CAPITAL") >= summary["trades"] >= 1
+    assert rows[-1].kind in {"FILL", "CAPITAL", "ORDER"}

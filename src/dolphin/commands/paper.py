@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default="memory://", help="store URL for posture and ACB")
     p.add_argument("--forewarner", action=argparse.BooleanOptionalAction, default=True,
                    help="MC-Forewarner day gate on the shipped model set (default on)")
+    p.add_argument("--ledger", type=Path, default=None,
+                   help="hash-chained SQLite ledger to append every order, fill, denial, "
+                        "funding, capital and posture change to (created if missing)")
     p.add_argument("--unsupervised", action="store_true",
                    help="trade without a posture source (APEX; embedded store only): nothing "
                         "publishes DOLPHIN_SAFETY into an embedded store, which otherwise reads "
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
                         unsupervised=args.unsupervised)
     settings = PaperSettings(replay=args.replay, speed=args.speed, duration_s=args.duration,
                              warmup=args.warmup, log_dir=args.log_dir,
-                             extra={"venue": args.venue, "store": args.store})
+                             extra={"venue": args.venue, "store": args.store},
+                             ledger=args.ledger)
     try:
         summary = run_paper_session(config, settings, store=runtime.store,
                                     posture_source=runtime.posture,

@@ -105,3 +105,30 @@ def test_the_cli_verifies_shows_and_exports(db, tmp_path, capsys):
     _sql(db, "UPDATE ledger SET body = '{}' WHERE seq = 2")
     assert dolphin(["ledger", "verify", str(db)]) == 1
     assert "BROKEN at row 2" in capsys.readouterr().out
+
+
+def test_the_session_recorder_writes_one_row_per_event_and_postures_on_change(tmp_path):
+    import numpy as np
+
+    from dolphin.core.records import DENIAL_DTYPE
+    from dolphin.ledger.recorder import SessionRecorder
+
+    with Ledger(tmp_path / "s.db") as led:
+        rec = SessionRecorder(led)
+        rec.config(1, "cfg", "venue-cfg", ["A", "B"])
+        rec.posture(2, "APEX")
+        rec.posture(3, "APEX")  # unchanged: no row
+        rec.posture(4, "TURTLE")
+        rec.denials(np.array([(5, 7, 1, -1, 1, 2, 900.0, 25_000.0, np.nan)], dtype=DENIAL_DTYPE),
+                    ["A", "B"])
+        rec.order(6, "OPEN", "B", -1, 900.0)
+        rec.fill(7, "B", -1, 0.5, 1_800.0, 0.45, "O-1")
+        rec.funding(8, -0.12)
+        rec.capital(9, 25_001.5)
+        rows = list(led.rows())
+    assert [r.kind for r in rows] == ["CONFIG", "POSTURE", "POSTURE", "DENIAL", "ORDER", "FILL",
+                                      "FUNDING", "CAPITAL"]
+    assert rows[3].body == {"bar": 7, "asset": "B", "direction": -1, "reason": "reduce_only",
+                            "posture": "TURTLE", "notional": 900.0, "equity": 25_000.0}
+    assert [r.ts_event for r in rows] == [1, 2, 4, 5, 6, 7, 8, 9]
+    assert verify(tmp_path / "s.db").ok

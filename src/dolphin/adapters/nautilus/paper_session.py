@@ -28,6 +28,8 @@ from dolphin.adapters.nautilus.strategy import DolphinStrategy, DolphinStrategyC
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.backtest.replay import gate_id
 from dolphin.core.config import DolphinConfig
+from dolphin.ledger.chain import Ledger
+from dolphin.ledger.recorder import SessionRecorder
 from dolphin.ledger.tradelog import TradeLogger
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.store.ports import Store
@@ -49,6 +51,7 @@ class PaperSettings:
     status_every_s: float = 1.0
     log_level: str = "ERROR"
     extra: dict[str, Any] = field(default_factory=dict)
+    ledger: Path | None = None  # the hash-chained ledger the session appends to (None: none)
 
 
 def status_line(strategy: DolphinStrategy, client: ReplayDataClient | None) -> str:
@@ -88,6 +91,13 @@ async def settle(strategy: DolphinStrategy) -> None:
             if not positions and not strategy.trips.open:
                 return
             for position in positions:
+                if strategy.recorder is not None:  # the ledger row first, as every order
+                    strategy.recorder.order(
+                        strategy.clock.timestamp_ns(), "CLOSE",
+                        position.instrument_id.symbol.value.removesuffix("-PERP"),
+                        1 if position.is_long else -1,
+                        position.quantity.as_double() * float(position.avg_px_open), "SESSION_END",
+                    )  # fmt: skip
                 strategy.close_position(position, tags=["reason=SESSION_END"])
                 strategy.orders_submitted += 1
         await asyncio.sleep(0.05)
@@ -161,10 +171,14 @@ def run_paper_session(
     node.build()
     for inst in instruments.values():
         node.kernel.cache.add_instrument(inst)
+    ledger = Ledger(s.ledger) if s.ledger is not None else None
+    recorder = SessionRecorder(ledger) if ledger is not None else None
+    if recorder is not None:
+        recorder.config(time.time_ns(), config.id, cfg.id, assets)
     strategy = DolphinStrategy(
         DolphinStrategyConfig(strategy_id="DOLPHIN-PAPER-001", subscribe_quotes=True,
                               record_equity=False),
-        core, store=store, trade_logger=tlog,
+        core, store=store, trade_logger=tlog, recorder=recorder,
     )
     node.trader.add_strategy(strategy)
     t0 = time.monotonic()
@@ -173,6 +187,8 @@ def run_paper_session(
     finally:
         node.dispose()
         loop.close()
+        if ledger is not None:
+            ledger.close()
     client = ReplayDataClientFactory.last
     return {
         "config_id": config.id,
@@ -192,4 +208,5 @@ def run_paper_session(
         "stale_state_events": core.stale_state_events,
         "settings_file": str(tlog.settings_path),
         "trades_file": str(tlog.trades_path),
+        "ledger": str(s.ledger) if s.ledger is not None else None,
     }

@@ -21,6 +21,7 @@ from nautilus_trader.trading.strategy import Strategy
 from dolphin.adapters.nautilus.instruments import VENUE, instrument_id
 from dolphin.adapters.nautilus.scan_driver import DolphinCore, OrderIntent, ScanInput, StepOutcome
 from dolphin.adapters.nautilus.scan_feed import SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
+from dolphin.ledger.recorder import SessionRecorder
 from dolphin.ledger.tradelog import RoundTrips, TradeLogger
 from dolphin.store.ports import Store, StoreMap
 from dolphin.store.schema import ACB_BOOST, FEATURES
@@ -47,9 +48,11 @@ class DolphinStrategy(Strategy):
         trade_logger: TradeLogger | None = None,
         on_scan_done: Callable[[DolphinStrategy, ScanInput, StepOutcome], None] | None = None,
         funding_sink: Callable[[float], None] | None = None,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         super().__init__(config)
         self.core = core
+        self.recorder = recorder  # the session's ledger (``ledger.recorder``), if any
         self.funding_sink = funding_sink  # books a bar's funding payment on the venue account
         self.store = store
         self.trade_logger = trade_logger
@@ -117,6 +120,7 @@ class DolphinStrategy(Strategy):
         age_s = (self.clock.timestamp_ns() - payload.ts_init) / 1e9 if self.core.live_mode else 0.0
         outcome = self.core.on_scan(scan, age_s=age_s)
         self._log_denials(outcome)
+        self._record(payload.ts_event, outcome)
         if outcome.funding_paid and self.funding_sink is not None:
             self.funding_sink(outcome.funding_paid)  # before a close syncs the capital
         for intent in outcome.intents:
@@ -125,6 +129,17 @@ class DolphinStrategy(Strategy):
             self.equity.append((payload.ts_event, self.mark_to_market(scan), bool(self.trips.open)))
         if self.on_scan_done is not None:
             self.on_scan_done(self, scan, outcome)
+
+    def _record(self, ts_ns: int, outcome: StepOutcome) -> None:
+        """Write the scan's posture, denials and funding to the ledger (orders: ``execute``)."""
+        r = self.recorder
+        if r is None:
+            return
+        r.posture(ts_ns, self.core.posture)
+        if outcome.denials is not None and len(outcome.denials):
+            r.denials(outcome.denials, self.engine.assets)
+        if outcome.funding_paid:
+            r.funding(ts_ns, outcome.funding_paid)
 
     def _log_denials(self, outcome: StepOutcome) -> None:
         """Record each entry the risk gate refused (no order was sent for it)."""
@@ -146,7 +161,11 @@ class DolphinStrategy(Strategy):
                                       reason=reason)
 
     def execute(self, intent: OrderIntent, scan: ScanInput) -> None:
-        """Turn one intent into a market order (close: the whole net position)."""
+        """Turn one intent into a market order (close: the whole net position); the ledger row
+        is written first (a durable append), at the node clock's time."""
+        if self.recorder is not None:
+            self.recorder.order(self.clock.timestamp_ns(), intent.action, intent.asset,
+                                intent.direction, intent.notional, intent.reason)
         iid = instrument_id(intent.asset)
         if intent.action == "CLOSE":
             for position in self.cache.positions_open(instrument_id=iid, strategy_id=self.id):
@@ -173,6 +192,9 @@ class DolphinStrategy(Strategy):
         qty, px = event.last_qty.as_double(), event.last_px.as_double()
         fee = event.commission.as_double()
         self.trips.on_fill(asset, side, qty, px, fee, event.ts_event, bar, reason)
+        if self.recorder is not None:
+            self.recorder.fill(event.ts_event, asset, side, qty, px, fee,
+                               event.client_order_id.value)
         if self.trade_logger is not None:
             self.trade_logger.log(ts_ns=event.ts_event, event="FILL", asset=asset,
                                   side="BUY" if side > 0 else "SELL", qty=qty, price=px,
@@ -181,7 +203,9 @@ class DolphinStrategy(Strategy):
 
     def on_position_closed(self, event: PositionClosed) -> None:
         """The venue's account is the truth: feed its balance back as the engine's capital."""
-        self.sync_capital()
+        balance = self.sync_capital()
+        if self.recorder is not None and balance is not None:
+            self.recorder.capital(event.ts_event, balance)
 
     def sync_capital(self) -> float | None:
         """Set the engine's capital to the account's USDT balance; return it."""
