@@ -600,25 +600,10 @@ def step_bar_nb(
     does the same two steps, the push once per bar for all parameter columns.
     """
     push_histories_nb(hist, hist_n, prices)
-    irp_i, irp_f = new_irp_cache_nb(hist.shape[0])
-    return step_state_nb(
-        st,
-        hist,
-        hist_n,
-        trades,
-        params,
-        bar_idx,
-        ts,
-        vel_div,
-        data_gap,
-        vol_ok,
-        ob_asset,
-        ob_macro,
-        has_ob,
-        irp_i,
-        irp_f,
-        (f_asset, f_rate, 0, f_asset.shape[0]),
-    )
+    return restep_state_nb(
+        st, hist, hist_n, trades, params, bar_idx, ts, vel_div, data_gap, vol_ok, ob_asset,
+        ob_macro, has_ob, f_asset, f_rate,
+    )  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -871,7 +856,7 @@ def restep_state_nb(
 ):
     """Run ``step_state_nb`` on a bar whose prices are already in the histories.
 
-    The risk gate's rerun: the engine restores the state from before the bar, sets the entry
+    ``step_bar_nb`` calls it after pushing the prices; the risk gate's rerun calls it alone: the engine restores the state from before the bar, sets the entry
     block and steps the state again, so a denied entry leaves exactly a blocked bar behind.
     """
     irp_i, irp_f = new_irp_cache_nb(hist.shape[0])

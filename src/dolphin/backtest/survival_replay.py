@@ -76,14 +76,14 @@ class ReplaySurvival:
                 self._after_bar(float(equity[j]))
                 continue
             denied = engine.gate.n_denials
-            s = slice(j, j + 1)
-            eq, ip = engine.run_bars(i, ts[s], vd[s], prices[s], gap[s], vol_ok[s],
-                                     funding=funding.slice(j, j + 1))
+            # one bar at a time: step_bar gates the bar itself (no span to snapshot and audit)
+            engine.step_bar(i, int(ts[j]), vd[j], prices[j], data_gap=bool(gap[j]),
+                            vol_ok=bool(vol_ok[j]), funding=funding.bar(j))
             new = engine.gate.take_denials(denied)
             if len(new):
                 self.denial[i] = DENIAL_REASONS[int(new["reason"][-1])]
-            equity[j], in_pos[j] = eq[0], ip[0]
-            self._after_bar(float(eq[0]))
+            equity[j], in_pos[j] = engine.equity(), engine.in_position
+            self._after_bar(float(equity[j]))
         return equity, in_pos
 
     def _before_bar(self, engine: NDAlphaEngine, i: int, ts_ns: int, dvol: float, mc: float):

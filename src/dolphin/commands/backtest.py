@@ -48,7 +48,6 @@ def add_gate_arguments(p: argparse.ArgumentParser, *, forewarner_default: bool =
 
 def run(args: argparse.Namespace) -> int:
     """Run the backtest; print the config id, the metrics and the report path."""
-    import pandas as pd
 
     from dolphin.backtest.output import write_outputs
     from dolphin.backtest.replay import run_replay
@@ -67,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
         from dolphin.adapters.nautilus.backtest import run_command
 
         return run_command(args, config)
-    try:
-        scans = pd.read_parquet(args.scans)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    from dolphin.scanner.schema import read_scans
+
+    scans = read_scans(args.scans)
     from dolphin.backtest.gates import run_gates
 
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None

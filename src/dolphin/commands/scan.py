@@ -85,15 +85,11 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    import pandas as pd
 
-    from dolphin.core.errors import DataError
     from dolphin.scanner.calibrate import calibrate, format_calibration
+    from dolphin.scanner.schema import read_scans
 
-    try:
-        scans = pd.read_parquet(args.scans)
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise DataError(f"cannot read scans parquet: {exc}", source=args.scans) from None
+    scans = read_scans(args.scans)
     result = calibrate(scans, args.threshold, _scanner_config(args), seed=args.seed,
                        fill_limit=_fill_limit(args))
     print(json.dumps(result, indent=2) if args.json else format_calibration(result))

@@ -27,16 +27,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def load_data(args: argparse.Namespace):
     """Return the prepared sweep data of ``args.scans`` (typed error when unreadable)."""
-    import pandas as pd
 
     from dolphin.backtest.sweep import prepare
-    from dolphin.core.errors import BadInputError
     from dolphin.features.exf import ExfTable
+    from dolphin.scanner.schema import read_scans
 
-    try:
-        scans = pd.read_parquet(args.scans)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    scans = read_scans(args.scans)
     from dolphin.features.funding import load_funding
     from dolphin.risk.mc_models import load_cached
 

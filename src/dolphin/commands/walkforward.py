@@ -23,21 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the walk-forward; print the window table and the stitched metrics."""
-    import pandas as pd
 
     from dolphin.backtest.sweep_run import expand_grid, load_grid
     from dolphin.backtest.walkforward import walk_forward
     from dolphin.core.config import load_config
-    from dolphin.core.errors import BadInputError
     from dolphin.core.io import atomic_write_parquet, atomic_write_text
     from dolphin.features.exf import ExfTable
     from dolphin.ui.sweep_report import render_sweep_report
 
     grid = expand_grid(load_grid(args.grid), load_config(args.config))
-    try:
-        scans = pd.read_parquet(args.scans)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    from dolphin.scanner.schema import read_scans
+
+    scans = read_scans(args.scans)
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     table, stitched = walk_forward(
         scans, grid, args.train_days, args.test_days, select=args.select,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dolphin.core.config import ScannerConfig
-from dolphin.core.errors import BadInputError, MissingColumnError
+from dolphin.core.errors import BadInputError, DataError, MissingColumnError
 
 REQUIRED = ("timestamp", "vel_div", "v750_lambda_max_velocity", "data_gap")
 NON_ASSET = frozenset(
@@ -36,6 +36,15 @@ NON_ASSET = frozenset(
 _SCAN_FIELD = re.compile(r"^(v\d+_|instability_)")
 
 
+
+
+def read_scans(path) -> pd.DataFrame:
+    """Read a scans parquet; a missing or unreadable file is a typed error naming it."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"cannot read scans ({type(exc).__name__}: {exc})",
+                        source=str(path)) from None
 
 
 def scan_columns(config: ScannerConfig) -> list[str]:

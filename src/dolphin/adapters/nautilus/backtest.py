@@ -22,7 +22,6 @@ import pandas as pd
 
 from dolphin.backtest.replay import ReplayResult
 from dolphin.core.config import DolphinConfig, load_config
-from dolphin.core.errors import BadInputError
 from dolphin.features.exf import ExfTable
 from dolphin.scanner.schema import validate_scans
 
@@ -163,10 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--funding", type=Path, default=None)
     p.add_argument("--no-forewarner", action="store_true")
     args = p.parse_args(argv)
-    try:
-        scans = pd.read_parquet(args.scans)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    from dolphin.scanner.schema import read_scans
+
+    scans = read_scans(args.scans)
     from dolphin.backtest.gates import run_gates
     from dolphin.core.io import atomic_write_text
 
@@ -225,12 +223,10 @@ def run_command(args: Any, config: DolphinConfig) -> int:
     from dolphin.backtest.output import write_outputs
     from dolphin.backtest.replay import run_replay
     from dolphin.core.io import atomic_write_text
+    from dolphin.scanner.schema import read_scans
     from dolphin.ui.report import render_report
 
-    try:
-        scans = pd.read_parquet(args.scans)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read scans ({exc})", source=str(args.scans)) from None
+    scans = read_scans(args.scans)
     from dolphin.backtest.gates import run_gates
 
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
