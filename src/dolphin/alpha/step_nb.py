@@ -856,8 +856,9 @@ def restep_state_nb(
 ):
     """Run ``step_state_nb`` on a bar whose prices are already in the histories.
 
-    ``step_bar_nb`` calls it after pushing the prices; the risk gate's rerun calls it alone: the engine restores the state from before the bar, sets the entry
-    block and steps the state again, so a denied entry leaves exactly a blocked bar behind.
+    ``step_bar_nb`` calls it after pushing the prices; the risk gate's rerun calls it alone:
+    the engine restores the state from before the bar, sets the entry block and steps the
+    state again, so a denied entry leaves exactly a blocked bar behind.
     """
     irp_i, irp_f = new_irp_cache_nb(hist.shape[0])
     return step_state_nb(
