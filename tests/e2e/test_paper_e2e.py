@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
+
 from tests.kit.paths import SAMPLE, require
 
 
@@ -29,6 +31,10 @@ def test_paper_session_trades_and_exits_cleanly(tmp_path):
     with open(summary["trades_file"]) as fh:
         fills = list(csv.DictReader(fh))
     assert len(fills) == summary["orders"]
+    bar_times = pd.to_datetime([int(f["ts_ns"]) for f in fills], utc=True)
+    assert bar_times.min() >= pd.Timestamp("2021-04-12", tz="UTC")  # the bar's time, not 2026's
+    assert bar_times.max() < pd.Timestamp("2021-04-19", tz="UTC")
+    assert all(int(f["ts_wall_ns"]) > int(f["ts_ns"]) for f in fills)
     assert {f["side"] for f in fills} == {"BUY", "SELL"}
     _check_ledger(tmp_path / "ledger.db", summary, len(fills))
     with open(summary["settings_file"]) as fh:
@@ -71,4 +77,9 @@ def _check_ledger(path, summary, n_fills):
     # every engine order (entries, exits, the final flatten) is written before it is sent
     assert kinds.count("ORDER") == summary["orders"]
     assert kinds.count("CAPITAL") >= summary["trades"] >= 1
-    assert rows[-1].kind in {"FILL", "CAPITAL", "ORDER"}
+    # one DECISION per scan stepped; the session was stopped by --duration before the data's end
+    assert 0 < kinds.count("DECISION") <= summary["bars"]
+    # event times are the replayed bars' times (April 2021), wall times when it was written
+    first, last = pd.Timestamp("2021-04-12", tz="UTC").value, pd.Timestamp("2021-04-19", tz="UTC")
+    assert all(first <= r.ts_event < last.value for r in rows)
+    assert all(r.ts_wall > pd.Timestamp("2025-01-01", tz="UTC").value for r in rows)

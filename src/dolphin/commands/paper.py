@@ -24,13 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--research", action="store_true", help="allow a non-champion config")
     p.add_argument("--venue", choices=("sandbox", "binance"), default="sandbox")
     p.add_argument("--testnet", action="store_true", help="Binance testnet (with --venue binance)")
-    p.add_argument("--log-dir", type=Path, default=Path("logs/paper_trading"))
+    p.add_argument("--log-dir", type=Path, default=Path("runs/paper"),
+                   help="session settings and trade logs (default runs/paper, git-ignored)")
     p.add_argument("--store", default="memory://", help="store URL for posture and ACB")
     p.add_argument("--forewarner", action=argparse.BooleanOptionalAction, default=True,
                    help="MC-Forewarner day gate on the shipped model set (default on)")
     p.add_argument("--ledger", type=Path, default=None,
                    help="hash-chained SQLite ledger to append every order, fill, denial, "
-                        "funding, capital and posture change to (created if missing)")
+                        "funding, capital and posture change to (created if missing; an "
+                        "existing one is verified and its session resumed)")
     p.add_argument("--unsupervised", action="store_true",
                    help="trade without a posture source (APEX; embedded store only): nothing "
                         "publishes DOLPHIN_SAFETY into an embedded store, which otherwise reads "
@@ -95,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     print("session " + json.dumps(summary, sort_keys=True))
+    if summary.get("halted"):
+        import sys
+
+        print(f"dolphin: invariant break (Cat1): {summary['halted']}; HIBERNATE: the session "
+              f"refused to trade on (ledger {summary.get('ledger')})", file=sys.stderr)
+        return 4
     if summary.get("stopped_early"):
         _stopped_early(summary, getattr(args, "command_line", "dolphin paper ..."))
         return 130

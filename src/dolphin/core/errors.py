@@ -108,6 +108,11 @@ class HaltTradingError(DolphinError):
     exit_code = 4
 
 
+class InvariantBreakError(HaltTradingError):
+    """A Cat1 invariant broke (a ledger that fails verification, a venue that disagrees with
+    the ledger): the trader refuses to trade, the survival controller goes to HIBERNATE."""
+
+
 class ErrorAction(Enum):
     """What a caller does about an error (STYLE.md §11)."""
 

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dolphin.core import failpoints
 from dolphin.core.errors import BadInputError, DataError
 
 GENESIS = "0" * 64
 #: What a row can record.
 KINDS = ("CONFIG", "DECISION", "DENIAL", "ORDER", "FILL", "POSITION", "FUNDING", "CAPITAL",
-         "POSTURE")
+         "POSTURE", "SESSION")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -42,6 +43,11 @@ CREATE TABLE IF NOT EXISTS ledger (
     hash TEXT NOT NULL
 )
 """
+
+
+def body_text(body: Mapping[str, Any]) -> str:
+    """Return ``body`` as the ledger stores it: canonical JSON (sorted keys, no spaces)."""
+    return _body_json(body)
 
 
 def canonical(seq: int, ts_event: int, ts_wall: int, kind: str, body: str) -> bytes:
@@ -131,10 +137,13 @@ class Ledger:
             digest = row_hash(prev, seq, int(ts_event), wall, kind, text)
             self._db.execute("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (seq, int(ts_event), wall, kind, text, prev, digest))
+            failpoints.hit("ledger.before_commit")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        failpoints.hit("ledger.after_commit")
+        failpoints.hit(f"ledger.after_commit.{kind}")
         return Row(seq, int(ts_event), wall, kind, json.loads(text), prev, digest)
 
     def rows(self, since_ns: int | None = None, kind: str | None = None) -> Iterator[Row]:

@@ -27,7 +27,8 @@ from dolphin.core.io import atomic_write_text
 from dolphin.core.records import FILL_DTYPE
 
 TRADE_FIELDS = (
-    "ts_ns", "event", "asset", "side", "qty", "price", "commission", "order_id", "reason",
+    "ts_ns", "ts_wall_ns", "event", "asset", "side", "qty", "price", "commission", "order_id",
+    "reason",
 )
 
 
@@ -146,14 +147,26 @@ def _cut_torn_line(path: Path) -> int:
         return keep
 
 
+def session_name(now_ns: int | None = None) -> str:
+    """Return a session name no other session shares: UTC start time to the microsecond,
+    process id and 32 random bits (two sessions started in the same second differ)."""
+    ns = time.time_ns() if now_ns is None else now_ns
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 1_000_000_000))
+    return f"{stamp}.{ns // 1000 % 1_000_000:06d}Z-{os.getpid()}-{os.urandom(4).hex()}"
+
+
 class TradeLogger:
-    """``settings_<session>.json`` once, then one ``trades_<session>.csv`` line per fill."""
+    """``settings_<session>.json`` once, then one ``trades_<session>.csv`` line per fill.
+
+    ``ts_ns`` is the event's time on the session's clock (a replayed session: the bar's time),
+    ``ts_wall_ns`` the wall time the line was written.
+    """
 
     def __init__(self, folder: str | Path, settings: dict[str, Any],
                  session: str | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.session = session or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.session = session or session_name()
         self.settings_path = self.folder / f"settings_{self.session}.json"
         self.trades_path = self.folder / f"trades_{self.session}.csv"
         atomic_write_text(self.settings_path, json.dumps(settings, indent=2, sort_keys=True,
@@ -178,6 +191,7 @@ class TradeLogger:
         unknown = set(row) - set(TRADE_FIELDS)
         if unknown:
             raise ValueError(f"unknown trade log fields {sorted(unknown)}")
+        row.setdefault("ts_wall_ns", time.time_ns())
         self._append(tuple(row.get(k, "") for k in TRADE_FIELDS))
         self.rows += 1
 

@@ -121,14 +121,20 @@ def test_the_session_recorder_writes_one_row_per_event_and_postures_on_change(tm
         rec.posture(4, "TURTLE")
         rec.denials(np.array([(5, 7, 1, -1, 1, 2, 900.0, 25_000.0, np.nan)], dtype=DENIAL_DTYPE),
                     ["A", "B"])
-        rec.order(6, "OPEN", "B", -1, 900.0)
-        rec.fill(7, "B", -1, 0.5, 1_800.0, 0.45, "O-1")
+        assert rec.order(6, "OPEN", "B", -1, 900.0) is True
+        rec.fill(7, "B", -1, 0.5, 1_800.0, 0.45)
         rec.funding(8, -0.12)
         rec.capital(9, 25_001.5)
+        rec.decision(10, 3, 12, float("nan"), "TURTLE", 0)
         rows = list(led.rows())
     assert [r.kind for r in rows] == ["CONFIG", "POSTURE", "POSTURE", "DENIAL", "ORDER", "FILL",
-                                      "FUNDING", "CAPITAL"]
+                                      "FUNDING", "CAPITAL", "DECISION"]
     assert rows[3].body == {"bar": 7, "asset": "B", "direction": -1, "reason": "reduce_only",
                             "posture": "TURTLE", "notional": 900.0, "equity": 25_000.0}
-    assert [r.ts_event for r in rows] == [1, 2, 4, 5, 6, 7, 8, 9]
+    assert rows[5].body == {"asset": "B", "side": -1, "qty": 0.5, "price": 1_800.0,
+                            "commission": 0.45}
+    # a non-finite signal is recorded as null: the ledger holds finite JSON only
+    assert rows[8].body == {"bar": 3, "scan_number": 12, "vel_div": None, "posture": "TURTLE",
+                            "intents": 0}
+    assert [r.ts_event for r in rows] == [1, 2, 4, 5, 6, 7, 8, 9, 10]
     assert verify(tmp_path / "s.db").ok

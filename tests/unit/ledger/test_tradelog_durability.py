@@ -41,4 +41,4 @@ def test_a_torn_header_is_replaced_by_a_whole_one(tmp_path):
     log = TradeLogger(tmp_path, {}, session="s")
     log.log(ts_ns=1, event="FILL", asset="X", side="BUY", qty=1, price=1.0)
     log.close()
-    assert path.read_text().splitlines()[0].startswith("ts_ns,event,asset")
+    assert path.read_text().splitlines()[0].startswith("ts_ns,ts_wall_ns,event,asset")

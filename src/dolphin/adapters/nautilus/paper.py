@@ -4,7 +4,14 @@
 bar, one quote per asset at its close (the sandbox matches on quotes, FACTS) and the scan the
 ``IncrementalScanner`` computes from those closes (§14.4 live mode: published as it arrives,
 deduplicated and age-checked by the strategy). The first ``warmup`` bars are replayed without
-pacing, as a live node would backfill history before trading. The real Binance USDT-M client
+pacing, as a live node would backfill history before trading, and so is a restarted session's
+rerun of the bars its ledger already covers (``unpaced``).
+
+A bar is sent only once the previous one is done with: its scan processed by the strategy and
+every order it sent filled or closed (``settled``). The sandbox fills a market order at the
+quotes it has seen, so this keeps each fill at its own bar's quotes whatever the pacing — a
+rerun at full speed fills exactly as the paced session did. The replay also moves the session's
+injected event clock to each bar's time before sending it. The real Binance USDT-M client
 configs (keys from the environment, masked in every repr/str) are built by
 ``adapters.binance.config.binance_client_configs``.
 """
@@ -12,6 +19,7 @@ configs (keys from the environment, masked in every repr/str) are built by
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,11 +42,14 @@ from nautilus_trader.model.objects import Price, Quantity
 from dolphin.adapters.nautilus.instruments import VENUE, instrument_id
 from dolphin.adapters.nautilus.scan_driver import ScanInput
 from dolphin.adapters.nautilus.scan_feed import QUOTE_SIZE, SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
+from dolphin.core.clock import SimulatedClock
 from dolphin.core.errors import BadInputError
 from dolphin.scanner.scanner import IncrementalScanner
 
 REPLAY_CLIENT = SCAN_CLIENT.value
 SANDBOX_CLIENT = "BINANCE"
+#: Longest wait for a bar to settle before the next one is sent anyway (counted).
+SETTLE_TIMEOUT_S = 5.0
 
 
 def load_closes(path: str | Path) -> pd.DataFrame:
@@ -81,6 +92,10 @@ class ReplayDataClient(LiveMarketDataClient):
         self.scanner = IncrementalScanner()
         self.bars_sent = 0
         self.finished = False
+        self.settle_timeouts = 0
+        self.event_clock: SimulatedClock | None = ReplayDataClientFactory.event_clock
+        self.scans_done: Callable[[], int] | None = ReplayDataClientFactory.scans_done
+        self.unpaced: Callable[[int], bool] = ReplayDataClientFactory.unpaced or (lambda i: False)
         self._task: asyncio.Task | None = None
 
     async def _connect(self) -> None:
@@ -109,6 +124,8 @@ class ReplayDataClient(LiveMarketDataClient):
         """Publish bar ``i``: the quotes, then the scan computed from them."""
         ts = self.closes.index[i]
         row = self.closes.iloc[i]
+        if self.event_clock is not None:
+            self.event_clock.set(int(ts.value))
         now = self._clock.timestamp_ns()
         for sym, close in row.items():
             quote = self._quote(str(sym), float(close), now)
@@ -123,11 +140,36 @@ class ReplayDataClient(LiveMarketDataClient):
         self._handle_data(CustomData(SCAN_DATA_TYPE, ScanData(inp, now, now)))
         self.bars_sent += 1
 
+    def _busy(self) -> bool:
+        """True while the last bar's scan is unprocessed or one of its orders is open."""
+        if self.scans_done is not None and self.scans_done() < self.bars_sent:
+            return True
+        cache = self._cache
+        return bool(cache.orders_total_count() - cache.orders_closed_count())
+
+    async def settled(self) -> bool:
+        """Wait until the last bar is done with (``SETTLE_TIMEOUT_S`` at most); return whether
+        it was."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_TIMEOUT_S
+        while self._busy():
+            if loop.time() > deadline:
+                self.settle_timeouts += 1
+                return False
+            await asyncio.sleep(0.0005)
+        return True
+
     async def _replay(self) -> None:
         bar_s = (self.closes.index[1] - self.closes.index[0]).total_seconds()
+        ready = ReplayDataClientFactory.ready
+        while ready is not None and not ready():  # a scan nobody receives would be lost
+            await asyncio.sleep(0.01)
         for i in range(len(self.closes)):
+            await self.settled()
             self.emit_bar(i)
-            await asyncio.sleep(0 if i < self.warmup else bar_s / self.speed)
+            fast = i < self.warmup or self.unpaced(i)
+            await asyncio.sleep(0 if fast else bar_s / self.speed)
+        await self.settled()
         self.finished = True
 
 
@@ -136,6 +178,10 @@ class ReplayDataClientFactory(LiveDataClientFactory):
 
     closes: pd.DataFrame | None = None
     last: ReplayDataClient | None = None
+    event_clock: SimulatedClock | None = None  # the session's injected clock, set per bar
+    scans_done: Callable[[], int] | None = None  # how many scans the strategy has processed
+    unpaced: Callable[[int], bool] | None = None  # bar i is sent without pacing (a rerun)
+    ready: Callable[[], bool] | None = None  # the strategy is subscribed: bars may be sent
 
     @staticmethod
     def create(loop, name, config, msgbus, cache, clock):  # type: ignore[override]

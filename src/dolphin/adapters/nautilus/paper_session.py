@@ -3,11 +3,26 @@
 The stop paths are all the same path: ``--duration`` elapsed, the replay file exhausted, or
 Ctrl-C (Nautilus's SIGINT handler stops the node; the driver notices). Before stopping, an open
 position is closed through the engine (reason END_OF_DATA) so the summary's PnL is realised.
+
+With ``--ledger DB`` every event is appended to the hash-chained ledger. When DB already holds
+a session, the new process resumes it (restart = cold start): the ledger is verified, the
+session is rerun from its first bar on the same bars file, unpaced, each row it would write
+checked against the ledger's (``ledger.resume``), which rebuilds the engine, the sandbox venue
+and the ledger's fold exactly; the venue's positions and balance are then reconciled with the
+ledger's and the session goes on appending. A ledger that fails verification, a rerun that
+differs from it, or a venue that disagrees is a Cat1 invariant break: the trader refuses to
+trade (HIBERNATE) and the session ends with the reason. ``check_only`` (``dolphin
+replay-session``) reruns and compares without appending, and stops at the ledger's last row.
+
+The store views (Bible §15) are written from the ledger's fold after every row but decisions:
+``DOLPHIN_STATE_BLUE["latest"]`` and ``DOLPHIN_PNL_BLUE[YYYY-MM-DD]``; on start they are
+rebuilt from the whole ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +42,17 @@ from dolphin.adapters.nautilus.scan_driver import DolphinCore, PostureSource
 from dolphin.adapters.nautilus.strategy import DolphinStrategy, DolphinStrategyConfig
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.backtest.replay import gate_id
+from dolphin.core.clock import SimulatedClock
 from dolphin.core.config import DolphinConfig
-from dolphin.ledger.chain import Ledger
+from dolphin.core.errors import ConfigError, DataError, InvariantBreakError
+from dolphin.ledger.chain import Ledger, Row, verify
 from dolphin.ledger.recorder import SessionRecorder
-from dolphin.ledger.tradelog import TradeLogger
+from dolphin.ledger.resume import NOT_REGENERATED, RecordedPostures, ResumingLedger
+from dolphin.ledger.tradelog import TradeLogger, session_name
+from dolphin.ledger.views import LedgerView
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.store.ports import Store
+from dolphin.store.schema import PNL_BLUE, STATE_BLUE, encode_value
 
 #: Longest wait for the node to connect its clients and start the trader.
 STARTUP_S = 15.0
@@ -47,7 +67,7 @@ class PaperSettings:
     speed: float = 60.0
     duration_s: float = 60.0
     warmup: int = 900
-    log_dir: Path = Path("logs/paper_trading")
+    log_dir: Path = Path("runs/paper")
     status_every_s: float = 1.0
     log_level: str = "ERROR"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,22 +111,25 @@ async def settle(strategy: DolphinStrategy) -> None:
             if not positions and not strategy.trips.open:
                 return
             for position in positions:
-                if strategy.recorder is not None:  # the ledger row first, as every order
-                    strategy.recorder.order(
-                        strategy.clock.timestamp_ns(), "CLOSE",
-                        position.instrument_id.symbol.value.removesuffix("-PERP"),
-                        1 if position.is_long else -1,
-                        position.quantity.as_double() * float(position.avg_px_open), "SESSION_END",
-                    )  # fmt: skip
+                if strategy.halted:
+                    return
+                if strategy.recorder is not None and not strategy.recorder.order(
+                    strategy.event_ns(), "CLOSE",
+                    position.instrument_id.symbol.value.removesuffix("-PERP"),
+                    1 if position.is_long else -1,
+                    position.quantity.as_double() * float(position.avg_px_open), "SESSION_END",
+                ):  # fmt: skip
+                    return  # the ledger row first, as every order; refused: a rerun differs
                 strategy.close_position(position, tags=["reason=SESSION_END"])
                 strategy.orders_submitted += 1
         await asyncio.sleep(0.05)
 
 
 async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
-                 echo: Callable[[str], None]) -> bool:
+                 echo: Callable[[str], None], until: Callable[[], bool] = lambda: False) -> bool:
     """Run the node for the session; return True when it stopped before the session's end
-    (Nautilus stops it on SIGINT/SIGTERM: Ctrl-C), False after a normal end."""
+    (Nautilus stops it on SIGINT/SIGTERM: Ctrl-C), False after a normal end, a halt or
+    ``until()``."""
     run = asyncio.ensure_future(node.run_async())
     t_start = time.monotonic()
     while not node.kernel.trader.is_running and time.monotonic() - t_start < STARTUP_S:
@@ -114,20 +137,147 @@ async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
     t0 = time.monotonic()
     while time.monotonic() - t0 < s.duration_s and node.kernel.trader.is_running:
         client = ReplayDataClientFactory.last
-        if client is not None and client.finished:
+        if (client is not None and client.finished) or strategy.halted or until():
             break
         echo(status_line(strategy, client))
-        await asyncio.sleep(s.status_every_s)
+        await _pause(s.status_every_s, lambda: strategy.halted or until())
     stopped_early = not node.kernel.trader.is_running
     if not stopped_early:
-        flatten(strategy)
-        await settle(strategy)
+        if not strategy.halted and not until():
+            flatten(strategy)
+            await settle(strategy)
         await node.stop_async()
     else:  # Nautilus's signal handler stopped the node: let its stop task finish
         await _others_done(run, FLATTEN_WAIT_S)
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
     return stopped_early
+
+
+async def _pause(seconds: float, wake: Callable[[], bool]) -> None:
+    """Sleep ``seconds``, waking early when ``wake()`` turns true."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds and not wake():
+        await asyncio.sleep(min(0.02, seconds))
+
+
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 of a file's bytes (what a resumed session must replay again)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prior_rows(path: Path | None) -> list[Row]:
+    """Return the rows of an existing ledger after verifying its chain ([] when there is none);
+    a ledger that fails verification is an invariant break."""
+    if path is None or not path.exists():
+        return []
+    v = verify(path)
+    if not v.ok:
+        raise InvariantBreakError(
+            f"ledger {path} fails verification at row {v.bad_seq} ({v.reason}); refusing to "
+            "trade (Cat1 invariant break: HIBERNATE)"
+        )
+    with Ledger(path) as led:
+        return list(led.rows())
+
+
+def check_same_session(rows: list[Row], expect: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a ledger written by another config or from other data."""
+    config = next((r for r in rows if r.kind == "CONFIG"), None)
+    if config is None:
+        raise DataError("ledger holds rows but no CONFIG row: not a session ledger",
+                        source=str(path))
+    for key, want in expect.items():
+        have = config.body.get(key)
+        if have != want:
+            raise ConfigError(f"ledger {path} belongs to another session: its {key} is "
+                              f"{have!r}, this session's is {want!r}")
+
+
+class StoreViews:
+    """Keep the ledger's fold and write it to the store after every row but decisions."""
+
+    def __init__(self, store: Store | None, view: LedgerView,
+                 live: Callable[[], bool] = lambda: True) -> None:
+        self.store = store
+        self.view = view
+        self.live = live  # False while a rerun regenerates rows the store already shows
+        self.writes = 0
+
+    def on_row(self, row: Row) -> None:
+        """Fold ``row``; publish the state (and the day it changed) unless rerunning."""
+        day = self.view.apply(row)
+        if row.kind != "DECISION" and self.live():
+            self.publish(day)
+
+    def publish(self, day: str | None = None) -> None:
+        """Write ``DOLPHIN_STATE_BLUE["latest"]`` and, when given, ``DOLPHIN_PNL_BLUE[day]``."""
+        if self.store is None:
+            return
+        now = time.time_ns()
+        self.store.map(STATE_BLUE).put("latest", encode_value(self.view.state(), now))
+        if day is not None:
+            self.store.map(PNL_BLUE).put(day, encode_value(self.view.day(day), now))
+        self.writes += 1
+
+    def publish_all(self) -> None:
+        """Write the state and every day's PnL (a start over an existing ledger)."""
+        for day in sorted(self.view.days):
+            self.publish(day)
+        self.publish()
+
+
+class SessionLedger:
+    """The session's side of the ledger: the appender (a ``ResumingLedger`` over ``prior``
+    rows when resuming), the recorder, and the store views kept from the ledger's fold."""
+
+    def __init__(self, path: Path | None, prior: list[Row], store: Store | None,
+                 now_ns: Callable[[], int], check_only: bool = False) -> None:
+        self.prior = prior
+        self.now_ns = now_ns
+        self.check_only = check_only
+        self.ledger = Ledger(path) if path is not None and not check_only else None
+        self.resuming = ResumingLedger(prior, self.ledger) if prior else None
+        appender = self.resuming if self.resuming is not None else self.ledger
+        self.views = StoreViews(store, LedgerView(), live=lambda: not self.rerunning)
+        self.recorder = (SessionRecorder(appender, on_row=self.views.on_row)
+                         if appender is not None else None)
+        if prior:
+            StoreViews(store, LedgerView.rebuild(prior)).publish_all()  # the store, from it
+            for row in prior:  # what a rerun does not regenerate: the CONFIG row, restarts
+                if row.kind in NOT_REGENERATED:
+                    self.views.view.apply(row)
+
+    @property
+    def rerunning(self) -> bool:
+        """True while the rerun is behind the ledger's last row."""
+        return self.resuming is not None and not self.resuming.caught_up
+
+    def done(self) -> bool:
+        """A check-only rerun is done at the ledger's last row or at its first mismatch."""
+        r = self.resuming
+        return self.check_only and r is not None and (r.caught_up or not r.ok)
+
+    def start(self, session: str, core: DolphinCore, **config_row: Any) -> None:
+        """Write the CONFIG row (a new session) and this start's SESSION row; a supervised
+        rerun trades under the postures the ledger recorded."""
+        if self.prior and core.posture_source is not None:
+            recorded, live = RecordedPostures(self.prior, self.now_ns), core.posture_source
+            core.posture_source = lambda: recorded() if self.rerunning else live()
+        if self.recorder is not None and not self.prior:
+            self.recorder.config(self.now_ns(), **config_row)
+        if self.ledger is not None:
+            body = {"session": session, "resumed_rows": len(self.prior)}
+            self.views.on_row(self.ledger.append("SESSION", body, self.now_ns()))
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        if self.ledger is not None:
+            self.ledger.close()
 
 
 async def _others_done(run: asyncio.Future, timeout_s: float) -> None:
@@ -146,23 +296,42 @@ def run_paper_session(
     posture_source: PostureSource | None = None,
     echo: Callable[[str], None] = print,
     mc_gate: Any = None,
+    check_only: bool = False,
 ) -> dict[str, Any]:
     """Run one paper session on the sandbox venue; return the session summary.
 
     ``mc_gate`` is the MC-Forewarner day gate (``backtest.gates.load_gate``); None runs open and
-    the summary says ``forewarner: off``.
+    the summary says ``forewarner: off``. An existing ``s.ledger`` is resumed (module doc);
+    ``check_only`` reruns it without appending and stops at its last row.
     """
     closes = load_closes(s.replay)
     ReplayDataClientFactory.closes = closes
     assets = list(closes.columns)
     cfg = venue_config(config, parity=False)
     instruments = build_instruments({a: closes[a].to_numpy(dtype=float) for a in assets})
+    identity = {"config_id": config.id, "venue_config_id": cfg.id, "assets": assets,
+                "replay_sha256": file_sha256(s.replay), "forewarner": gate_id(mc_gate),
+                "supervised": posture_source is not None}
+    prior = prior_rows(s.ledger)
+    if prior:
+        check_same_session(prior, identity, s.ledger)
+        echo(f"ledger {s.ledger}: {len(prior):,} rows verified; rerunning the session to "
+             + ("check it" if check_only else "resume it"))
+    elif check_only:
+        raise DataError("nothing to replay: the ledger is missing or empty", source=str(s.ledger))
+    event_clock = SimulatedClock(int(closes.index[0].value))
     core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate), posture_source=posture_source,
                        acb=AdaptiveCircuitBreaker(cfg.acb), live_mode=True)
+    session = session_name()
     settings = {"config_id": config.id, "venue_config_id": cfg.id, "config": cfg.to_dict(),
                 "replay": str(s.replay), "speed": s.speed, "warmup": s.warmup,
-                "assets": assets, **s.extra}
-    tlog = TradeLogger(s.log_dir, settings)
+                "assets": assets, "session": session, "resumed_rows": len(prior), **s.extra}
+    tlog = TradeLogger(s.log_dir, settings, session=session)
+    # what the replay client reads when the node builds it (``strategy`` is bound below)
+    ReplayDataClientFactory.event_clock = event_clock
+    ReplayDataClientFactory.scans_done = lambda: strategy.scans_done
+    ReplayDataClientFactory.ready = lambda: strategy.is_running
+    ReplayDataClientFactory.unpaced = lambda i: sl.rerunning
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     replay = ReplayDataClientConfig(path=str(s.replay), speed=s.speed, warmup=s.warmup)
@@ -171,25 +340,28 @@ def run_paper_session(
     node.build()
     for inst in instruments.values():
         node.kernel.cache.add_instrument(inst)
-    ledger = Ledger(s.ledger) if s.ledger is not None else None
-    recorder = SessionRecorder(ledger) if ledger is not None else None
-    if recorder is not None:
-        recorder.config(time.time_ns(), config.id, cfg.id, assets)
+    sl = SessionLedger(s.ledger, prior, store, event_clock.now_ns, check_only)
+    sl.start(session, core, config=config.to_dict(), initial_capital=cfg.alpha.initial_capital,
+             replay=str(s.replay), warmup=s.warmup, **identity)
     strategy = DolphinStrategy(
         DolphinStrategyConfig(strategy_id="DOLPHIN-PAPER-001", subscribe_quotes=True,
                               record_equity=False),
-        core, store=store, trade_logger=tlog, recorder=recorder,
+        core, store=store, trade_logger=tlog, recorder=sl.recorder,
+        event_clock=event_clock.now_ns, view=sl.views.view if sl.recorder is not None else None,
     )
     node.trader.add_strategy(strategy)
     t0 = time.monotonic()
     try:
-        stopped_early = loop.run_until_complete(_drive(node, strategy, s, echo))
+        stopped_early = loop.run_until_complete(_drive(node, strategy, s, echo, sl.done))
     finally:
         node.dispose()
         loop.close()
-        if ledger is not None:
-            ledger.close()
+        sl.close()
+        for attr in ("event_clock", "scans_done", "ready", "unpaced"):
+            setattr(ReplayDataClientFactory, attr, None)
     client = ReplayDataClientFactory.last
+    resuming = sl.resuming
+    mismatch = resuming.finish() if resuming is not None else None
     return {
         "config_id": config.id,
         "wall_s": round(time.monotonic() - t0, 2),
@@ -209,4 +381,11 @@ def run_paper_session(
         "settings_file": str(tlog.settings_path),
         "trades_file": str(tlog.trades_path),
         "ledger": str(s.ledger) if s.ledger is not None else None,
+        "session": session,
+        "resumed_rows": len(prior),
+        "rerun_matched": resuming.matched if resuming is not None else 0,
+        "rerun_mismatch": mismatch.describe() if mismatch is not None else None,
+        "halted": strategy.halt_reason or None,
+        "settle_timeouts": client.settle_timeouts if client is not None else 0,
+        "state": sl.views.view.state() if sl.recorder is not None else None,
     }

@@ -117,7 +117,7 @@ class DolphinCore:
         self.stale_after_s = stale_after_s
         self.acb_slot = PendingSlot()
         self.current_date: str | None = None
-        self.posture = "APEX"
+        self.posture = "UNKNOWN"  # until the first day reads one: never APEX by default
         self.processed_dates: set[str] = set()
         self.bar_idx_today = 0
         self.total_bars = 0

@@ -23,6 +23,7 @@ from dolphin.adapters.nautilus.scan_driver import DolphinCore, OrderIntent, Scan
 from dolphin.adapters.nautilus.scan_feed import SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
 from dolphin.ledger.recorder import SessionRecorder
 from dolphin.ledger.tradelog import RoundTrips, TradeLogger
+from dolphin.ledger.views import LedgerView
 from dolphin.store.ports import Store, StoreMap
 from dolphin.store.schema import ACB_BOOST, FEATURES
 
@@ -49,10 +50,19 @@ class DolphinStrategy(Strategy):
         on_scan_done: Callable[[DolphinStrategy, ScanInput, StepOutcome], None] | None = None,
         funding_sink: Callable[[float], None] | None = None,
         recorder: SessionRecorder | None = None,
+        event_clock: Callable[[], int] | None = None,
+        view: LedgerView | None = None,
     ) -> None:
         super().__init__(config)
         self.core = core
         self.recorder = recorder  # the session's ledger (``ledger.recorder``), if any
+        # The session's injected clock for event times (a replay: the bar being replayed);
+        # None: the node's clock.
+        self.event_clock = event_clock
+        self.view = view  # the ledger's fold, kept current by the recorder (reconciliation)
+        self.halt_reason = ""  # set on an invariant break: nothing more is sent
+        self.scans_done = 0  # scans handled (the replay waits for each before the next bar)
+        self._reconciled = False
         self.funding_sink = funding_sink  # books a bar's funding payment on the venue account
         self.store = store
         self.trade_logger = trade_logger
@@ -76,6 +86,60 @@ class DolphinStrategy(Strategy):
     def posture(self) -> str:
         """The posture in force for the current day."""
         return self.core.posture
+
+    def event_ns(self) -> int:
+        """Return the event time now on the session's injected clock."""
+        return self.event_clock() if self.event_clock is not None else self.clock.timestamp_ns()
+
+    @property
+    def rerunning(self) -> bool:
+        """True while a restarted session is regenerating the rows its ledger already holds."""
+        led = self.recorder.ledger if self.recorder is not None else None
+        return getattr(led, "caught_up", True) is False
+
+    @property
+    def halted(self) -> bool:
+        """True after an invariant break (a rerun that differs from the ledger, a venue that
+        disagrees with it): the trader sends nothing more."""
+        if not self.halt_reason and self.recorder is not None:
+            self._note_mismatch()
+        return bool(self.halt_reason)
+
+    def _note_mismatch(self) -> None:
+        mismatch = getattr(self.recorder.ledger, "mismatch", None) if self.recorder else None
+        if mismatch is not None:
+            self.halt("ledger mismatch: " + mismatch.describe())
+
+    def halt(self, reason: str) -> None:
+        """Cat1 invariant break: refuse to trade from now on, posture HIBERNATE, reason logged."""
+        if not self.halt_reason:
+            self.halt_reason = reason
+            self.core.posture = "HIBERNATE"
+            self.log.error(f"invariant break (Cat1): {reason}; HIBERNATE, refusing to trade")
+
+    def reconcile(self) -> str:
+        """Compare the venue's open positions and balance with the ledger's; return why they
+        disagree ('' when they agree)."""
+        if self.view is None:
+            return ""
+        venue: dict[str, float] = {}
+        for position in self.cache.positions_open(strategy_id=self.id):
+            asset = position.instrument_id.symbol.value.removesuffix("-PERP")
+            venue[asset] = venue.get(asset, 0.0) + position.signed_qty
+        ledger = self.view.net_positions()
+        for asset in sorted(set(venue) | set(ledger)):
+            a, b = venue.get(asset, 0.0), ledger.get(asset, 0.0)
+            if abs(a - b) > 1e-9 * max(abs(a), abs(b), 1.0):
+                return f"position {asset}: venue {a:g}, ledger {b:g}"
+        account = self.portfolio.account(VENUE)
+        balance = account.balance_total(USDT) if account is not None else None
+        want = self.view.balance
+        if balance is None or want != want:
+            return f"balance: venue {balance}, ledger {want}"
+        got = balance.as_double()
+        if abs(got - want) > 1e-6 * max(abs(want), 1.0):
+            return f"balance: venue {got:.8f} USDT, ledger {want:.8f} USDT"
+        return ""
 
     def _on_acb_event(self, event) -> None:
         """Store listener callback (runs on the store's thread): §14.2 park only."""
@@ -115,12 +179,26 @@ class DolphinStrategy(Strategy):
         payload = getattr(data, "data", data)
         if not isinstance(payload, ScanData):
             return
+        try:
+            self._on_scan(payload)
+        finally:
+            self.scans_done += 1
+
+    def _on_scan(self, payload: ScanData) -> None:
         scan = payload.scan
         self._scan = scan
+        if self.halted:
+            return
+        if not self._reconciled and not self.rerunning:
+            self._reconciled = True  # the venue has done everything the ledger says
+            why = self.reconcile()
+            if why:
+                self.halt(f"venue and ledger disagree ({why})")
+                return
         age_s = (self.clock.timestamp_ns() - payload.ts_init) / 1e9 if self.core.live_mode else 0.0
         outcome = self.core.on_scan(scan, age_s=age_s)
         self._log_denials(outcome)
-        self._record(payload.ts_event, outcome)
+        self._record(self.event_ns(), scan, outcome)
         if outcome.funding_paid and self.funding_sink is not None:
             self.funding_sink(outcome.funding_paid)  # before a close syncs the capital
         for intent in outcome.intents:
@@ -130,8 +208,9 @@ class DolphinStrategy(Strategy):
         if self.on_scan_done is not None:
             self.on_scan_done(self, scan, outcome)
 
-    def _record(self, ts_ns: int, outcome: StepOutcome) -> None:
-        """Write the scan's posture, denials and funding to the ledger (orders: ``execute``)."""
+    def _record(self, ts_ns: int, scan: ScanInput, outcome: StepOutcome) -> None:
+        """Write the scan's posture, denials, funding and decision to the ledger (orders:
+        ``execute``)."""
         r = self.recorder
         if r is None:
             return
@@ -140,6 +219,9 @@ class DolphinStrategy(Strategy):
             r.denials(outcome.denials, self.engine.assets)
         if outcome.funding_paid:
             r.funding(ts_ns, outcome.funding_paid)
+        if not outcome.skipped:
+            r.decision(ts_ns, self.core.total_bars - 1, scan.scan_number, scan.vel_div,
+                       self.core.posture, len(outcome.intents))
 
     def _log_denials(self, outcome: StepOutcome) -> None:
         """Record each entry the risk gate refused (no order was sent for it)."""
@@ -152,7 +234,7 @@ class DolphinStrategy(Strategy):
             reason = DENIAL_REASONS[int(d["reason"])]
             self.log.warning(f"entry denied ({reason}): {self.engine.assets[int(d['asset'])]} "
                              f"notional {float(d['notional']):.2f}")
-            if self.trade_logger is not None:
+            if self.trade_logger is not None and not self.rerunning:
                 price = self.engine.last_price(int(d["asset"]))
                 self.trade_logger.log(ts_ns=int(d["ts"]), event="DENIED",
                                       asset=self.engine.assets[int(d["asset"])],
@@ -163,9 +245,14 @@ class DolphinStrategy(Strategy):
     def execute(self, intent: OrderIntent, scan: ScanInput) -> None:
         """Turn one intent into a market order (close: the whole net position); the ledger row
         is written first (a durable append), at the node clock's time."""
-        if self.recorder is not None:
-            self.recorder.order(self.clock.timestamp_ns(), intent.action, intent.asset,
-                                intent.direction, intent.notional, intent.reason)
+        if self.halted:
+            return
+        if self.recorder is not None and not self.recorder.order(
+            self.event_ns(), intent.action, intent.asset, intent.direction, intent.notional,
+            intent.reason,
+        ):
+            self._note_mismatch()  # the recorder refused the row: the rerun differs
+            return
         iid = instrument_id(intent.asset)
         if intent.action == "CLOSE":
             for position in self.cache.positions_open(instrument_id=iid, strategy_id=self.id):
@@ -193,10 +280,9 @@ class DolphinStrategy(Strategy):
         fee = event.commission.as_double()
         self.trips.on_fill(asset, side, qty, px, fee, event.ts_event, bar, reason)
         if self.recorder is not None:
-            self.recorder.fill(event.ts_event, asset, side, qty, px, fee,
-                               event.client_order_id.value)
-        if self.trade_logger is not None:
-            self.trade_logger.log(ts_ns=event.ts_event, event="FILL", asset=asset,
+            self.recorder.fill(self.event_ns(), asset, side, qty, px, fee)
+        if self.trade_logger is not None and not self.rerunning:
+            self.trade_logger.log(ts_ns=self.event_ns(), event="FILL", asset=asset,
                                   side="BUY" if side > 0 else "SELL", qty=qty, price=px,
                                   commission=fee, order_id=event.client_order_id.value,
                                   reason=reason)
@@ -205,7 +291,7 @@ class DolphinStrategy(Strategy):
         """The venue's account is the truth: feed its balance back as the engine's capital."""
         balance = self.sync_capital()
         if self.recorder is not None and balance is not None:
-            self.recorder.capital(event.ts_event, balance)
+            self.recorder.capital(self.event_ns(), balance)
 
     def sync_capital(self) -> float | None:
         """Set the engine's capital to the account's USDT balance; return it."""
