@@ -43,7 +43,8 @@ OUTPUT_ARGS = ("out", "log_dir", "state_dir")
 
 COMMAND_MODULES = (
     "run", "data", "config", "scan", "hz", "backtest", "mc", "paper",
-    "sweep", "walkforward", "optimize", "study", "ledger", "replay_session",
+    "sweep", "walkforward", "optimize", "study", "ledger", "replay_session", "book",
+    "exchange",
 )  # fmt: skip
 
 

@@ -1,0 +1,206 @@
+"""Hot path: a scan arrives at the trader -> the engine's order intent (DESIGN.md budgets).
+
+Real bars are scanned by a ``ScanService``, and each published ``latest_eigen_scan`` value is
+recorded. The trader side is the real one. A ``DolphinCore`` drives an ``NDAlphaEngine`` (champion
+config, live mode). It decodes the envelope, builds the ``ScanInput``
+(``scan_driver.payload_scan_input``: real closes in asset order, null -> NaN) and steps the
+engine, which returns the order intents. Two arrivals are measured:
+
+- ``embedded``: the value delivered by a ``MemoryStore`` listener (the callback is the arrival),
+  timed from the callback to the intents. Budget: p99 <= 100 us;
+- ``hazelcast_near_cache``: a real one-member Hazelcast cluster (our jar, started here). A
+  publisher client puts the value, and the trader's client (near cache on the hot maps) gets
+  the entry event with the value. Timed from the publisher's put to the intents. Budget:
+  p99 <= 1 ms.
+
+Baseline, measured in the same run: ``json.loads`` of the same value texts, the least any
+reader could do. The result is printed as ONE JSON line per universe: p50/p99/max in
+microseconds, the ratio to the baseline, the number of scans that produced intents, and
+whether each budget is met.
+
+    .venv/bin/python benchmarks/bench_hot_path.py [--scans 1200] [--no-hazelcast]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dolphin.adapters.nautilus.scan_driver import DolphinCore, payload_scan_input
+from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.core.clock import SimulatedClock
+from dolphin.core.config import DolphinConfig
+from dolphin.services.bars import BarBuilder, BarSource
+from dolphin.services.scan_service import ScanService
+from dolphin.store.memory import MemoryStore
+from dolphin.store.ports import EntryEvent, Store
+from dolphin.store.schema import FEATURES, LATEST_EIGEN_SCAN, decode_value
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scan_publish import UNIVERSES, bar_sets  # the same real universes
+from bench_store import _free_base
+
+EMBEDDED_P99_US = 100.0
+NEAR_CACHE_P99_US = 1000.0
+WARMUP = 100  # scans stepped before any sample is kept (numba compile, caches)
+
+
+def pct(samples_ns: list[int]) -> dict[str, float]:
+    """p50/p99/max of nanosecond samples, in microseconds."""
+    a = np.asarray(samples_ns, dtype=np.float64) / 1e3
+    return {"p50": round(float(np.percentile(a, 50)), 2),
+            "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2)}
+
+
+def scan_texts(path: Path, start: str, n: int) -> tuple[list[str], list[str]]:
+    """The value texts a ScanService publishes for ``n`` real bars, and the symbols."""
+    sets, bar_s = bar_sets(path, start, n)
+    symbols = sorted({s for b in sets for s in b.closes})
+    store = MemoryStore("bench")
+    texts: list[str] = []
+    store.map(FEATURES).add_listener(lambda e: texts.append(e.value), key=LATEST_EIGEN_SCAN)
+    clock = SimulatedClock(sets[0].open_ts_ns)
+    svc = ScanService(store, BarBuilder(symbols, source=BarSource.KLINES, interval_s=bar_s),
+                      clock=clock)
+    svc.start()
+    for b in sets:
+        clock.set(b.open_ts_ns + bar_s * 1_000_000_000)
+        svc.on_bar_set(b)
+    deadline = time.monotonic() + 30
+    while len(texts) < len(sets) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    svc.stop()
+    store.close()
+    return texts, symbols
+
+
+class Trader:
+    """The trader's side of the hot path: decode, build the ScanInput, step the engine."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.assets = symbols
+        self.core = DolphinCore(NDAlphaEngine(DolphinConfig(), symbols), live_mode=True)
+        self.bar = 0
+        self.with_intents = 0
+
+    def on_value(self, text: str) -> int:
+        """Return the number of order intents the scan implies."""
+        scan = payload_scan_input(decode_value(text).data, self.assets, self.bar)
+        self.bar += 1
+        n = len(self.core.on_scan(scan).intents)
+        self.with_intents += n > 0
+        return n
+
+
+def embedded(texts: list[str], symbols: list[str]) -> tuple[list[int], int]:
+    """MemoryStore listener callback -> intents, one scan in flight at a time."""
+    trader, store = Trader(symbols), MemoryStore("bench")
+    done, samples, t0 = threading.Event(), [], [0]
+
+    def on_event(event: EntryEvent) -> None:
+        t0[0] = time.perf_counter_ns()
+        trader.on_value(event.value)
+        samples.append(time.perf_counter_ns() - t0[0])
+        done.set()
+
+    store.map(FEATURES).add_listener(on_event, key=LATEST_EIGEN_SCAN)
+    for text in texts:
+        done.clear()
+        store.map(FEATURES).put(LATEST_EIGEN_SCAN, text)
+        if not done.wait(60):
+            raise RuntimeError(f"scan {len(samples)} lost")
+    store.close()
+    return samples[WARMUP:], trader.with_intents
+
+
+def through(writer: Store, reader: Store, texts: list[str], symbols: list[str]):
+    """Publisher put -> the trader's listener (entry event with the value) -> intents."""
+    trader = Trader(symbols)
+    done, samples, t_put = threading.Event(), [], [0]
+
+    def on_event(event: EntryEvent) -> None:
+        trader.on_value(event.value)
+        samples.append(time.perf_counter_ns() - t_put[0])
+        done.set()
+
+    reg = reader.map(FEATURES).add_listener(on_event, key=LATEST_EIGEN_SCAN)
+    time.sleep(0.5)  # the listener registration reaches the member
+    for text in texts:
+        done.clear()
+        t_put[0] = time.perf_counter_ns()
+        writer.map(FEATURES).put(LATEST_EIGEN_SCAN, text)
+        if not done.wait(5):
+            raise RuntimeError("scan event lost")
+    reader.map(FEATURES).remove_listener(reg)
+    return samples[WARMUP:], trader.with_intents
+
+
+def baseline(texts: list[str]) -> list[int]:
+    """``json.loads`` of each value text: the floor of any reader."""
+    out = []
+    for text in texts:
+        t0 = time.perf_counter_ns()
+        json.loads(text)
+        out.append(time.perf_counter_ns() - t0)
+    return out[WARMUP:]
+
+
+def hazelcast(texts: list[str], symbols: list[str]) -> tuple[list[int], int]:
+    """Run ``through`` on a real one-member cluster with a near-cached trader client."""
+    from dolphin.adapters.hazelcast.cluster import ClusterSpec
+    from dolphin.adapters.hazelcast.control import LocalCluster
+    from dolphin.adapters.hazelcast.store import HazelcastStore
+
+    spec = ClusterSpec(members=1, base_port=_free_base(5871), cluster_name="dolphin-bench-hot",
+                       state_dir=Path(tempfile.mkdtemp(prefix="dolphin-bench-hot-")))
+    with LocalCluster(spec):
+        addresses = ",".join(spec.addresses)
+        with HazelcastStore.connect(addresses, cluster_name=spec.cluster_name,
+                                    near_cache_maps=()) as writer, \
+                HazelcastStore.connect(addresses, cluster_name=spec.cluster_name) as reader:
+            return through(writer, reader, texts, symbols)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """One result record per universe."""
+    out = []
+    for name, (path, start) in UNIVERSES.items():
+        texts, symbols = scan_texts(path, start, args.scans)
+        base = pct(baseline(texts))
+        emb, trades = embedded(texts, symbols)
+        rec = {"bench": "hot_path", "universe": name, "n_assets": len(symbols),
+               "scans": len(texts) - WARMUP, "scans_with_intents": trades, "units": "us",
+               "baseline_json_loads": base, "embedded": pct(emb)}
+        rec["embedded_ratio_p50"] = round(rec["embedded"]["p50"] / base["p50"], 1)
+        rec["embedded_meets_p99_100us"] = rec["embedded"]["p99"] <= EMBEDDED_P99_US
+        if args.hazelcast:
+            hz, _ = hazelcast(texts, symbols)
+            rec["hazelcast_near_cache"] = pct(hz)
+            rec["hazelcast_ratio_p50"] = round(rec["hazelcast_near_cache"]["p50"] / base["p50"], 1)
+            rec["hazelcast_meets_p99_1ms"] = rec["hazelcast_near_cache"]["p99"] <= NEAR_CACHE_P99_US
+        out.append(rec)
+    return out
+
+
+def main() -> int:
+    """Parse arguments, run, print one JSON line per universe."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=1200)
+    parser.add_argument("--hazelcast", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for rec in run(args):
+        print(json.dumps(rec, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""`dolphin exchange serve` as a command: serves a capture on 127.0.0.1, answers REST and
+WebSocket clients, reports its counters at the end, and refuses a bad fault spec clearly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from dolphin.cli import main
+from tests.kit.paths import SHARED_DATA, require
+
+CAPTURE = SHARED_DATA / "raw_ws" / "binance_usdm" / "btcusdt_20240718.gz"
+
+
+def test_the_command_serves_rest_and_streams_then_reports():
+    cmd = [sys.executable, "-m", "dolphin", "exchange", "serve", "--capture",
+           str(require(CAPTURE)), "--speed", "200", "--start", "--exit-at-end",
+           "--faults", "gap@50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline().removeprefix("exchange "))
+        time.sleep(0.3)  # the capture's snapshot seeds the book
+        with urllib.request.urlopen(first["http"] + "/fapi/v1/depth?symbol=BTCUSDT&limit=5",
+                                    timeout=10) as r:
+            depth = json.loads(r.read())
+        with urllib.request.urlopen(first["http"] + "/fapi/v1/time", timeout=10) as r:
+            assert "serverTime" in json.loads(r.read())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert len(depth["bids"]) == len(depth["asks"]) == 5 and depth["lastUpdateId"] > 0
+    assert float(depth["bids"][0][0]) < float(depth["asks"][0][0])
+    end = json.loads(next(ln for ln in out.splitlines() if ln.startswith("exchange-end "))[13:])
+    assert end["played"] == first["messages"] and end["gap"] == 1 and end["rest_requests"] == 2
+
+
+@pytest.mark.parametrize("faults", ["drop", "nosuch@3", "stall@x", "gap@0"])
+def test_a_bad_fault_spec_is_a_config_error(faults, capsys):
+    code = main(["exchange", "serve", "--capture", str(require(CAPTURE)), "--faults", faults])
+    assert code == 3
+    assert "--faults" in capsys.readouterr().err
