@@ -246,3 +246,19 @@ def test_bad_command_input_is_one_line_not_a_traceback(argv, needle, small_scans
     argv = [a.format(tmp=tmp_path, scans=small_scans) for a in argv]
     assert main(argv) == 2
     assert needle in _one_error_line(capsys)
+
+
+def test_factors_esof_writes_one_row_per_day(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "esof.parquet"
+    assert main(["factors", "esof", "--start", "2025-01-01", "--end", "2025-12-31",
+                 "--out", str(out)]) == 0
+    table = pd.read_parquet(out)
+    assert len(table) == 365 and table["date"].is_monotonic_increasing
+    # 2025's three retrogrades at noon: Mar 15-Apr 6, Jul 18-Aug 10, Nov 10-Nov 29 (stations
+    # Mar 15 06:46, Apr 7 11:08, Jul 18 04:45, Aug 11 07:30, Nov 9 19:02, Nov 29 17:38 UTC)
+    assert int(table["mercury_retrograde"].sum()) == 23 + 24 + 20
+    assert "365 days" in capsys.readouterr().out
+    assert main(["factors", "esof", "--start", "2025-02-01", "--end", "2025-01-01",
+                 "--out", str(out)]) == 2

@@ -107,3 +107,19 @@ def test_the_store_views_are_the_fold_written_after_each_row(session):
     StoreViews(fresh, LedgerView.rebuild(session)).publish_all()
     assert decode_value(fresh.map(STATE_BLUE).get("latest")).data == latest
     assert sorted(fresh.map(PNL_BLUE).keys()) == ["2021-04-12", "2021-04-13"]
+
+
+def test_a_long_session_writes_the_green_pnl_and_each_run_keeps_its_state(session):
+    from dolphin.adapters.nautilus.paper_session import StoreViews
+    from dolphin.store.memory import MemoryStore
+    from dolphin.store.schema import PNL_BLUE, PNL_GREEN, STATE_BLUE, decode_value
+
+    store = MemoryStore()
+    views = StoreViews(store, LedgerView(), direction="long", session="s-42")
+    for row in session:
+        views.on_row(row)
+    assert sorted(store.map(PNL_GREEN).keys()) == ["2021-04-12", "2021-04-13"]
+    assert store.map(PNL_BLUE).keys() == []
+    state = store.map(STATE_BLUE)
+    assert sorted(state.keys()) == ["latest_green", "run:s-42"]
+    assert decode_value(state.get("run:s-42")).data == LedgerView.rebuild(session).state()

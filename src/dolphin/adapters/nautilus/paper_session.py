@@ -52,7 +52,7 @@ from dolphin.ledger.tradelog import TradeLogger, session_name
 from dolphin.ledger.views import LedgerView
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.store.ports import Store
-from dolphin.store.schema import PNL_BLUE, STATE_BLUE, encode_value
+from dolphin.store.schema import PNL_BLUE, PNL_GREEN, STATE_BLUE, encode_value
 
 #: Longest wait for the node to connect its clients and start the trader.
 STARTUP_S = 15.0
@@ -199,13 +199,24 @@ def check_same_session(rows: list[Row], expect: dict[str, Any], path: Path) -> N
 
 
 class StoreViews:
-    """Keep the ledger's fold and write it to the store after every row but decisions."""
+    """Keep the ledger's fold and write it to the store after every row but decisions.
+
+    A SHORT (blue) session writes ``DOLPHIN_PNL_BLUE`` and ``DOLPHIN_STATE_BLUE["latest"]``, a
+    LONG (green) one ``DOLPHIN_PNL_GREEN`` and ``DOLPHIN_STATE_BLUE["latest_green"]`` (the
+    schema has one state map); with a ``session`` name the state also goes under
+    ``run:<session>`` (the Bible's per-run capital record).
+    """
 
     def __init__(self, store: Store | None, view: LedgerView,
-                 live: Callable[[], bool] = lambda: True) -> None:
+                 live: Callable[[], bool] = lambda: True, *, direction: str = "short",
+                 session: str | None = None) -> None:
         self.store = store
         self.view = view
         self.live = live  # False while a rerun regenerates rows the store already shows
+        self.pnl_map = PNL_GREEN if direction == "long" else PNL_BLUE
+        self.state_keys = ["latest_green" if direction == "long" else "latest"]
+        if session is not None:
+            self.state_keys.append(f"run:{session}")
         self.writes = 0
 
     def on_row(self, row: Row) -> None:
@@ -215,13 +226,14 @@ class StoreViews:
             self.publish(day)
 
     def publish(self, day: str | None = None) -> None:
-        """Write ``DOLPHIN_STATE_BLUE["latest"]`` and, when given, ``DOLPHIN_PNL_BLUE[day]``."""
+        """Write the state and, when given, the day's PnL."""
         if self.store is None:
             return
         now = time.time_ns()
-        self.store.map(STATE_BLUE).put("latest", encode_value(self.view.state(), now))
+        state = encode_value(self.view.state(), now)
+        self.store.map(STATE_BLUE).put_all(dict.fromkeys(self.state_keys, state))
         if day is not None:
-            self.store.map(PNL_BLUE).put(day, encode_value(self.view.day(day), now))
+            self.store.map(self.pnl_map).put(day, encode_value(self.view.day(day), now))
         self.writes += 1
 
     def publish_all(self) -> None:
@@ -236,18 +248,21 @@ class SessionLedger:
     rows when resuming), the recorder, and the store views kept from the ledger's fold."""
 
     def __init__(self, path: Path | None, prior: list[Row], store: Store | None,
-                 now_ns: Callable[[], int], check_only: bool = False) -> None:
+                 now_ns: Callable[[], int], check_only: bool = False, *,
+                 direction: str = "short", session: str | None = None) -> None:
         self.prior = prior
         self.now_ns = now_ns
         self.check_only = check_only
         self.ledger = Ledger(path) if path is not None and not check_only else None
         self.resuming = ResumingLedger(prior, self.ledger) if prior else None
         appender = self.resuming if self.resuming is not None else self.ledger
-        self.views = StoreViews(store, LedgerView(), live=lambda: not self.rerunning)
+        self.views = StoreViews(store, LedgerView(), live=lambda: not self.rerunning,
+                                direction=direction, session=session)
         self.recorder = (SessionRecorder(appender, on_row=self.views.on_row)
                          if appender is not None else None)
         if prior:
-            StoreViews(store, LedgerView.rebuild(prior)).publish_all()  # the store, from it
+            StoreViews(store, LedgerView.rebuild(prior), direction=direction,
+                       session=session).publish_all()  # the store, rebuilt from the ledger
             for row in prior:  # what a rerun does not regenerate: the CONFIG row, restarts
                 if row.kind in NOT_REGENERATED:
                     self.views.view.apply(row)
@@ -340,7 +355,8 @@ def run_paper_session(
     node.build()
     for inst in instruments.values():
         node.kernel.cache.add_instrument(inst)
-    sl = SessionLedger(s.ledger, prior, store, event_clock.now_ns, check_only)
+    sl = SessionLedger(s.ledger, prior, store, event_clock.now_ns, check_only,
+                       direction=cfg.alpha.direction, session=session)
     sl.start(session, core, config=config.to_dict(), initial_capital=cfg.alpha.initial_capital,
              replay=str(s.replay), warmup=s.warmup, **identity)
     strategy = DolphinStrategy(
