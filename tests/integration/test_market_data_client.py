@@ -51,7 +51,7 @@ async def _session(paths, depth, speed, symbols, faults="", **client_kw):
     task = asyncio.get_running_loop().create_task(client.run())
     try:
         await asyncio.wait_for(ex.finished.wait(), timeout=120)
-        for _ in range(200):  # let the client drain its socket and finish any resync
+        for _ in range(600):  # let the client drain its socket and finish any resync
             await asyncio.sleep(0.05)
             if all(not b.needs_snapshot and b.update_id == ex.books[s].update_id
                    for s, b in client.books.items()):
@@ -92,16 +92,17 @@ def test_the_client_keeps_an_exact_book_on_every_capture(name):
     assert client.decoder.total_malformed == 0 and client.counters.reconnects == 0
 
 
-ONE = ([USDM / "btcusdt_20240718.gz"], "depth@0ms", 60.0)
+ONE = ([USDM / "btcusdt_20240718.gz"], "depth@0ms", 40.0)
 
 
 @pytest.mark.parametrize("faults, check", [
-    ("gap@300,gap@2000", lambda ex, c: sum(b.counters.gaps for b in c.books.values()) == 2),
-    ("crossed@500", lambda ex, c: sum(b.counters.crossed for b in c.books.values()) == 1),
-    ("malformed@100,malformed@3000", lambda ex, c: c.decoder.total_malformed == 2),
-    ("dup@200,dup@3000", lambda ex, c: sum(b.counters.dropped_stale for b in c.books.values())
+    # diffs 1500 and 3000 of 3,326: late enough that the book is live even on a busy machine
+    ("gap@1500,gap@3000", lambda ex, c: sum(b.counters.gaps for b in c.books.values()) == 2),
+    ("crossed@1600", lambda ex, c: sum(b.counters.crossed for b in c.books.values()) == 1),
+    ("malformed@1200,malformed@2800", lambda ex, c: c.decoder.total_malformed == 2),
+    ("dup@1700,dup@2600", lambda ex, c: sum(b.counters.dropped_stale for b in c.books.values())
      >= 1),
-    ("reorder@400", lambda ex, c: sum(b.counters.resyncs + b.counters.dropped_stale
+    ("reorder@1800", lambda ex, c: sum(b.counters.resyncs + b.counters.dropped_stale
                                       for b in c.books.values()) >= 1),
     ("drop@1000,drop@6000", lambda ex, c: c.counters.reconnects >= 2),
     ("stall@1500:2.5", lambda ex, c: c.counters.timeouts >= 1 and c.counters.reconnects >= 1),

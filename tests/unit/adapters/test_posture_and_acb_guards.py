@@ -208,3 +208,26 @@ def test_the_paper_command_reads_the_posture_cell_of_a_shared_store(capsys) -> N
         assert source() is None  # nothing published yet -> the trader trades as TURTLE
         _snapshot(store, "STALKER", NOW)
         assert _core(source).read_posture() == "STALKER"
+
+
+def test_a_verdict_written_before_the_days_first_scan_holds_for_that_day() -> None:
+    from dolphin.alpha.session import utc_date
+
+    core = _core(None)
+    first = _rows(1)[0]
+    day = utc_date(first.bar_ts_ns)
+    # the processor writes the day's verdict at its open, before the trader's first scan of it
+    core.on_acb_event(_acb_event({"date": day, "boost": 1.35, "beta": 0.8}))
+    core.on_scan(first)  # the day begins, then the pending verdict is applied over it
+    assert core.engine.state[lay.S_DAY_BOOST] == 1.35 and core.engine.state[lay.S_DAY_BETA] == 0.8
+
+
+def test_a_verdict_for_another_day_is_refused(caplog) -> None:
+    core = _core(None)
+    core.on_scan(_rows(1)[0])
+    before = float(core.engine.state[lay.S_DAY_BOOST])
+    core.on_acb_event(_acb_event({"date": "1999-01-01", "boost": 1.35, "beta": 0.8}))
+    with caplog.at_level("WARNING"):
+        assert core.drain_acb() is None
+    assert float(core.engine.state[lay.S_DAY_BOOST]) == before
+    assert any("a verdict holds for its own day" in m for m in caplog.messages)

@@ -277,8 +277,9 @@ class MarketDataClient:
                                       max_size=2**24, compression=None) as ws:
             self._ws = ws
             self.counters.connects += 1
-            for book in self.books.values():  # whatever was missed: resync every book
-                book.discard()
+            for symbol, book in self.books.items():  # whatever was missed: resync every book,
+                book.discard()  # now: a quiet symbol sends no diff that would ask for it
+                self._want_snapshot(symbol)
             opened = time.monotonic()
             try:
                 while not self._stopping.is_set():
@@ -348,9 +349,14 @@ class MarketDataClient:
                     self._compare_top(book, t)
             if self.on_book is not None:
                 self.on_book(book, diff)
-        if book.needs_snapshot and diff.symbol not in self._fetching:
-            task = asyncio.get_running_loop().create_task(self._snapshot(diff.symbol))
-            self._fetching[diff.symbol] = task
+        if book.needs_snapshot:
+            self._want_snapshot(diff.symbol)
+
+    def _want_snapshot(self, symbol: str) -> None:
+        """Fetch a snapshot for ``symbol`` unless one is on its way."""
+        if symbol not in self._fetching:
+            task = asyncio.get_running_loop().create_task(self._snapshot(symbol))
+            self._fetching[symbol] = task
 
     def _check_top(self, t: BookTicker) -> None:
         """A bookTicker at an applied diff's u must equal the book's top (counted if not).
@@ -393,6 +399,7 @@ class MarketDataClient:
                     self.counters.snapshots += 1
                     book.on_snapshot(snap)
                     if book.needs_snapshot:  # the buffer did not bridge it: try again
+                        await self._sleep(self._rng.uniform(0, delay))
                         continue
                 return
         finally:

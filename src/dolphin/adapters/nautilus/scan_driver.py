@@ -135,10 +135,16 @@ class DolphinCore:
         """Event-loop thread: take the newest pending ACB value and apply it to the engine.
 
         An update that is not finite or outside what the ACB can produce (``guards.acb_bounds``)
-        is refused with a log line; the boost and beta in force are kept.
+        is refused with a log line; the boost and beta in force are kept. So is a verdict dated
+        for another day than the current one (the ACB processor dates its verdicts).
         """
         record = self.acb_slot.take()
         if record is None:
+            return None
+        date = record.data.get("date") if isinstance(record.data, dict) else None
+        if date is not None and self.current_date is not None and date != self.current_date:
+            log.warning("ACB update for %s refused on %s: a verdict holds for its own day",
+                        date, self.current_date)
             return None
         try:
             boost, beta = validate_acb_update(record.data, self.engine.config.acb)
@@ -226,8 +232,10 @@ class DolphinCore:
             skip = self._live_skip(scan, age_s)
             if skip:
                 return StepOutcome(skipped=skip)
-        self.drain_acb()
+        # The day begins first: a verdict the processor wrote for this day at its open must not
+        # be overwritten by the day's own start (it arrives before the day's first scan).
         self.roll_date(scan.bar_ts_ns)
+        self.drain_acb()
         if hibernate_skips(self.engine):
             return StepOutcome(skipped="hibernate")  # hard skip: the engine is not stepped
         self.day.observe_v750(scan.v750_vel)

@@ -1,0 +1,138 @@
+"""The ACB processor: the day's boost and beta from live factors, into
+``DOLPHIN_FEATURES["acb_boost"]``.
+
+ACB v6 scales 1 and 3 (``risk.acb``) run here on live inputs. The factors are the ExF
+service's ``exf_latest`` (a stale or missing factor is absent, never a value:
+``exf_service.live_factors``). The w750 history is the median
+``v750_lambda_max_velocity`` of each finished UTC day of the published scans (``on_scan``, fed
+by a store listener on ``latest_eigen_scan``), exactly as the replay's ``DayProtocol`` feeds its
+ACB. ``tick()`` computes the verdict at the UTC day's open and again whenever the factors
+change, and writes ``{date, boost, beta, signals, absent, factors}``. The trader's listener
+applies it by the pending-flag pattern (§14.2), and the engine's ``update_acb_boost`` applies the
+§7.3 sub-day exit rule.
+
+Single writer: a processor writes only while it holds the map lock on ``acb_boost`` (the CP
+subsystem is not available; a Hazelcast map lock is released when its holder's client goes).
+One that cannot take it stands by, counts ``standby`` and retries the lock each tick.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from dolphin.alpha.session import day_w750, utc_date
+from dolphin.core.clock import Clock
+from dolphin.core.config import AcbConfig
+from dolphin.features.exf import FACTORS
+from dolphin.risk.acb import AcbDay, AdaptiveCircuitBreaker
+from dolphin.services.component import Component
+from dolphin.services.exf_service import live_factors
+from dolphin.store.errors import MalformedValueError
+from dolphin.store.ports import Store
+from dolphin.store.schema import ACB_BOOST, EXF_LATEST, FEATURES, decode_value, encode_value
+
+
+class _LiveFactors:
+    """The ACB's factor source (``ExfTable.for_date``'s shape) over the latest live values."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = dict.fromkeys(FACTORS, math.nan)
+
+    def for_date(self, date: str) -> dict[str, float]:
+        """Return the live factors (the date is the processor's current day)."""
+        return dict(self.values)
+
+
+class AcbProcessor(Component):
+    """Compute and publish the ACB verdict (module docstring)."""
+
+    def __init__(self, store: Store, cfg: AcbConfig, *, clock: Clock,
+                 exf_max_age_s: float | None = None, name: str = "acb_processor",
+                 max_retries: int = 3) -> None:
+        super().__init__(name, clock=clock, max_retries=max_retries)
+        self.store = store
+        self.exf_max_age_s = exf_max_age_s
+        self._factors = _LiveFactors()
+        self.acb = AdaptiveCircuitBreaker(cfg, exf=self._factors)
+        self.writer = False
+        self.standby = 0
+        self.published = 0
+        self.last: AcbDay | None = None
+        self._day: str | None = None
+        self._v750: list[float] = []
+        self._written: tuple[str, tuple[float, ...]] | None = None
+
+    # ---------------------------------------------------------------- scans in
+    def on_scan(self, payload: Mapping[str, Any]) -> None:
+        """Keep one published scan's w750 velocity; a new UTC day closes the previous one."""
+        date = utc_date(int(payload["timestamp_ns"]))
+        if self._day is not None and date != self._day:
+            median = day_w750(np.asarray(self._v750, dtype=np.float64))
+            if median is not None:
+                self.acb.observe_w750(median)
+            self._v750 = []
+        self._day = date
+        v = payload.get("v750_lambda_max_velocity")
+        self._v750.append(math.nan if v is None else float(v))
+
+    # ---------------------------------------------------------------- verdict out
+    def tick(self) -> AcbDay | None:
+        """Write today's verdict when the day or the factors changed; return it (or None)."""
+        now = self.clock.now_ns()
+        if not self.writer:
+            self.writer = self.store.map(FEATURES).try_lock(ACB_BOOST)
+            if not self.writer:
+                self.standby += 1
+                return None
+        self._factors.values = {**dict.fromkeys(FACTORS, math.nan),
+                                **live_factors(self._read_exf(), now, self.exf_max_age_s)}
+        date = utc_date(now)
+        key = (date, tuple(self._factors.values[k] for k in FACTORS))
+        if self._written is not None and _same(self._written, key):
+            return None
+        day = self.acb.day(date)
+        if self.run_step(lambda: self._write(day, now)) is not None:
+            return None
+        self._written, self.last = key, day
+        return day
+
+    def _read_exf(self) -> Mapping[str, Any] | None:
+        text = self.store.map(FEATURES).get(EXF_LATEST)
+        if text is None:
+            return None
+        try:
+            return decode_value(text, source=f"{FEATURES}[{EXF_LATEST}]").data
+        except MalformedValueError:
+            return None  # unreadable: every factor absent
+
+    def _write(self, day: AcbDay, now: int) -> None:
+        body = {"date": day.date, "boost": day.boost, "beta": day.beta, "signals": day.signals,
+                "absent": list(day.absent),
+                "factors": {k: (v if math.isfinite(v) else None) for k, v in day.factors.items()},
+                "w750_value": day.w750_value if math.isfinite(day.w750_value) else None}
+        self.store.map(FEATURES).put(ACB_BOOST, encode_value(body, now))
+        self.published += 1
+
+    def on_stop(self) -> None:
+        """Give the writer lock back."""
+        if self.writer:
+            self.store.map(FEATURES).unlock(ACB_BOOST)
+            self.writer = False
+
+    def heartbeat(self) -> dict[str, Any]:
+        """The base heartbeat plus the role, the counts and the last verdict."""
+        beat = super().heartbeat()
+        beat.update(writer=self.writer, standby=self.standby, published=self.published,
+                    boost=self.last.boost if self.last else None,
+                    beta=self.last.beta if self.last else None)
+        return beat
+
+
+def _same(a: tuple[str, tuple[float, ...]], b: tuple[str, tuple[float, ...]]) -> bool:
+    """Equal days and factor values (NaN equal to NaN)."""
+    return a[0] == b[0] and all(x == y or (math.isnan(x) and math.isnan(y))
+                                for x, y in zip(a[1], b[1], strict=True))
