@@ -246,8 +246,9 @@ def test_5xx_are_retried_and_counted(source):
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_slow_response_times_out_and_is_retried(source):
-    policy = HttpPolicy(timeout_s=0.5, retries=2, backoff_s=0.01, min_interval_s=0.0)
-    result, client, _ = _run(source, {1: Fault.slow(1.5)}, policy=policy)
+    # the retry must answer within the timeout even on a loaded machine: 1 s, against 3 s slow
+    policy = HttpPolicy(timeout_s=1.0, retries=2, backoff_s=0.01, min_interval_s=0.0)
+    result, client, _ = _run(source, {1: Fault.slow(3.0)}, policy=policy)
     assert result == _clean(source)
     assert (client.counters.timeouts, client.counters.retries) == (1, 1)
 
