@@ -50,7 +50,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,40 +150,46 @@ class CaptureTape:
     bad_lines: int = 0
 
 
+def _capture_lines(path: Path, tape: CaptureTape) -> Iterator[tuple[int, Any, bytes]]:
+    """Yield ``(ts_recv, record, raw JSON)`` of a capture file's good lines; count bad ones."""
+    if not path.is_file():
+        raise DataError("no such capture file", source=str(path))
+    with path.open("rb") as fh:
+        opener = gzip.open if fh.read(2) == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as fh:
+            for line in fh:
+                try:
+                    got = decode_capture_line(line)
+                except WireError:
+                    tape.bad_lines += 1
+                    continue
+                if got is not None:
+                    yield got[0], got[1], _raw_body(line)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read the capture ({exc})", source=str(path)) from None
+
+
 def read_captures(paths: Iterable[Path]) -> CaptureTape:
     """Read capture files in order into one tape (later files continue earlier ones)."""
     tape, t0 = CaptureTape(), None
     for path in paths:
         offset = tape.messages[-1].t_ns if tape.messages else 0
         first_msg, first_snap = len(tape.messages), len(tape.snapshots)
-        opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-        try:
-            with opener(path, "rb") as fh:
-                for line in fh:
-                    try:
-                        got = decode_capture_line(line)
-                    except WireError:
-                        tape.bad_lines += 1
-                        continue
-                    if got is None:
-                        continue
-                    ts, record = got
-                    body = _raw_body(line)
-                    t0 = ts if t0 is None else t0
-                    t = max(ts - t0, offset)  # a later file never plays before the last one
-                    if isinstance(record, DepthSnapshot):
-                        tape.snapshots.append((t, record))
-                        continue
-                    if body.startswith(b'{"timezone"'):
-                        tape.exchange_info = json.loads(body)
-                        continue
-                    doc = json.loads(body)
-                    if "stream" not in doc:
-                        continue
-                    diff = record if isinstance(record, DepthDiff) else None
-                    tape.messages.append(TapeMessage(t, doc["stream"], body.decode(), diff))
-        except (OSError, EOFError) as exc:
-            raise DataError(f"cannot read the capture ({exc})", source=str(path)) from None
+        for ts, record, body in _capture_lines(path, tape):
+            t0 = ts if t0 is None else t0
+            t = max(ts - t0, offset)  # a later file never plays before the last one
+            if isinstance(record, DepthSnapshot):
+                tape.snapshots.append((t, record))
+            elif body.startswith(b'{"timezone"'):
+                tape.exchange_info = json.loads(body)
+            elif (stream := json.loads(body).get("stream")) is not None:
+                diff = record if isinstance(record, DepthDiff) else None
+                tape.messages.append(TapeMessage(t, stream, body.decode(), diff))
+        had_info = tape.exchange_info is not None
+        if len(tape.messages) == first_msg and len(tape.snapshots) == first_snap and not had_info:
+            raise DataError(f"no Binance capture line ({tape.bad_lines:,} bad lines so far)",
+                            source=str(path))
         _name_snapshots(tape, first_msg, first_snap, path)
     tape.messages.sort(key=lambda m: m.t_ns)
     return tape
