@@ -45,3 +45,15 @@ def test_a_bad_fault_spec_is_a_config_error(faults, capsys):
     code = main(["exchange", "serve", "--capture", str(require(CAPTURE)), "--faults", faults])
     assert code == 3
     assert "--faults" in capsys.readouterr().err
+
+
+def test_a_missing_or_unreadable_capture_is_a_clear_error(tmp_path, capsys):
+    junk = tmp_path / "junk.gz"
+    junk.write_text("not a capture\n")
+    torn = tmp_path / "torn.gz"
+    torn.write_bytes(b"\x1f\x8b" + b"junk")
+    for path, why in [(tmp_path / "missing.gz", "no such capture file"),
+                      (junk, "no Binance capture line"), (torn, "cannot read the capture")]:
+        assert main(["exchange", "serve", "--capture", str(path), "--exit-at-end"]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and why in err, err
