@@ -44,11 +44,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import gzip
 import http
 import json
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -70,7 +70,9 @@ from dolphin.adapters.binance.wire import (
     DepthDiff,
     DepthSnapshot,
     WireError,
+    capture_line_body,
     decode_capture_line,
+    open_capture,
 )
 from dolphin.core.errors import ConfigError, DataError
 
@@ -130,16 +132,6 @@ class TapeMessage:
     record: Any = None  # the parsed depth diff (for the exchange's book), else None
 
 
-def _raw_body(line: bytes) -> bytes:
-    """The JSON part of a capture line (formats: ``wire.decode_capture_line``)."""
-    stamp, _, body = line.partition(b" ")
-    if stamp.isdigit():
-        return body.strip()
-    if line.startswith((b"http://", b"https://")):
-        return line.partition(b" -> ")[2].partition(b": ")[2].strip()
-    return line.partition(b": ")[2].strip()
-
-
 @dataclass
 class CaptureTape:
     """The messages, snapshots and exchangeInfo read from capture files."""
@@ -152,12 +144,8 @@ class CaptureTape:
 
 def _capture_lines(path: Path, tape: CaptureTape) -> Iterator[tuple[int, Any, bytes]]:
     """Yield ``(ts_recv, record, raw JSON)`` of a capture file's good lines; count bad ones."""
-    if not path.is_file():
-        raise DataError("no such capture file", source=str(path))
-    with path.open("rb") as fh:
-        opener = gzip.open if fh.read(2) == b"\x1f\x8b" else open
     try:
-        with opener(path, "rb") as fh:
+        with open_capture(path) as fh:
             for line in fh:
                 try:
                     got = decode_capture_line(line)
@@ -165,8 +153,8 @@ def _capture_lines(path: Path, tape: CaptureTape) -> Iterator[tuple[int, Any, by
                     tape.bad_lines += 1
                     continue
                 if got is not None:
-                    yield got[0], got[1], _raw_body(line)
-    except (OSError, EOFError) as exc:
+                    yield got[0], got[1], capture_line_body(line)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read the capture ({exc})", source=str(path)) from None
 
 
@@ -705,7 +693,7 @@ def _load_exchange_info(path: Path | None) -> dict[str, Any]:
     except OSError as exc:
         raise DataError(f"cannot read exchangeInfo ({exc})", source=str(path)) from None
     for line in lines:  # plain JSON, or cryptofeed's "<url> -> <time>: <json>" REST line
-        body = line if line.lstrip().startswith(b"{") else _raw_body(line)
+        body = line if line.lstrip().startswith(b"{") else capture_line_body(line)
         if body.lstrip().startswith(b'{"timezone"'):
             try:
                 return json.loads(body)

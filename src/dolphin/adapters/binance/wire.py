@@ -881,6 +881,17 @@ def _http_line(line: bytes) -> tuple[int, Record]:
     raise WireError(Reason.UNSUPPORTED, "REST endpoint not parsed here", value=parts.path)
 
 
+def capture_line_body(line: bytes) -> bytes:
+    """Return the raw JSON of a capture line as it was received (formats:
+    ``decode_capture_line``)."""
+    stamp, _, body = line.partition(b" ")
+    if stamp.isdigit():
+        return body.strip()
+    if line.startswith((b"http://", b"https://")):
+        return line.partition(b" -> ")[2].partition(b": ")[2].strip()
+    return line.partition(b": ")[2].strip()
+
+
 def decode_capture_line(line: bytes) -> tuple[int, Record] | None:
     """Decode one capture line into ``(ts_recv, record)``; ``None`` for a blank or header line.
 
@@ -974,7 +985,9 @@ class Decoder:
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _open_capture(path: Path) -> IO[bytes]:
+def open_capture(path: Path) -> IO[bytes]:
+    """Open a capture file for reading bytes: gzip told by its magic bytes, else plain text
+    (a ``.gz`` name that is not gzip is an error); a missing file is a ``DataError``."""
     if not path.is_file():
         raise DataError("no such capture file", source=str(path))
     with path.open("rb") as fh:
@@ -1048,7 +1061,7 @@ def read_capture(path: str | Path, decoder: Decoder | None = None) -> Iterator[t
     before = decoder.records.total()
     names = _SnapshotSymbols()
     lineno = 0
-    with _open_capture(path) as fh:
+    with open_capture(path) as fh:
         try:
             for lineno, line in enumerate(fh, start=1):
                 got = decoder.line(line, lineno)
