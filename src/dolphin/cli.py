@@ -65,24 +65,66 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dolphin` console script."""
     console = argv is None  # the real command, not a test calling main([...]) in-process
+    ctrl_c = _CtrlC()
     if console:
         from dolphin.core.procs import guard_forked_children
 
         guard_forked_children()
+        ctrl_c.install()
     argv = list(sys.argv[1:] if argv is None else argv)
     args: argparse.Namespace | None = None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         args.command_line = "dolphin " + shlex.join(argv)  # for "re-run with: ..." lines
-        return _dispatch(parser, args)
+        code = _dispatch(parser, args)
+        if not ctrl_c.pending:
+            return code
+        raise KeyboardInterrupt  # a Ctrl-C Python dropped, and the command ran to its end
     except KeyboardInterrupt:
+        ctrl_c.settle()
         if console:  # a second Ctrl-C during the exit must not print a traceback either
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED_EXIT))
         return _interrupted(args, argv)
     except BrokenPipeError:
         return _broken_pipe()
+
+
+class _CtrlC:
+    """Ctrl-C that is not lost.
+
+    Python drops an exception raised where it cannot propagate (a weakref callback such as the
+    import system's module-lock ``cb``, a ``__del__``): a KeyboardInterrupt landing there prints
+    "Exception ignored in ..." and the command runs on to exit 0. So SIGINT marks the interrupt
+    pending and arms a repeating SIGALRM that raises KeyboardInterrupt again until ``main``
+    has it, but never while an exception is already being handled (cleanup in ``finally`` or
+    ``__exit__`` runs undisturbed). A timer is not inherited by forked workers.
+    """
+
+    RETRY_S = 0.25
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def install(self) -> None:
+        with contextlib.suppress(ValueError):  # not the main thread: Python's default stays
+            signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.signal(signal.SIGINT, self._on_sigint)
+
+    def settle(self) -> None:
+        self.pending = False
+        with contextlib.suppress(ValueError):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.pending = True
+        signal.setitimer(signal.ITIMER_REAL, self.RETRY_S, self.RETRY_S)
+        raise KeyboardInterrupt
+
+    def _on_alarm(self, signum, frame) -> None:
+        if self.pending and sys.exc_info()[0] is None:
+            raise KeyboardInterrupt
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

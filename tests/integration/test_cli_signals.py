@@ -150,3 +150,42 @@ def test_ctrl_c_on_a_paper_session_exits_130_with_where_the_fills_are(tmp_path):
     assert len(ours) == 1 and "session stopped early; fills so far in " + str(tmp_path) in ours[0]
     assert "start a new session with: dolphin paper --replay" in ours[0]
     assert "Traceback" not in stdout + stderr and "Task was destroyed" not in stderr
+
+
+_DROPPED_CTRL_C = """
+import argparse, os, signal, sys, time, weakref
+from dolphin import cli
+
+def busy(args):
+    class Thing:
+        pass
+    thing = Thing()
+    def on_collect(_):  # Python drops what a weakref callback raises: "Exception ignored in"
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    ref = weakref.ref(thing, on_collect)
+    del thing
+    print("ran on", flush=True)
+    time.sleep(5.0)
+    print("finished", flush=True)
+    return 0
+
+def parser():
+    p = argparse.ArgumentParser(prog="dolphin")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_subparsers(dest="command").add_parser("busy").set_defaults(func=busy)
+    return p
+
+cli.build_parser = parser
+sys.argv = ["dolphin", "busy"]
+raise SystemExit(cli.main())
+"""
+
+
+def test_a_ctrl_c_python_drops_in_a_weakref_callback_still_ends_the_command():
+    proc = subprocess.run([sys.executable, "-c", _DROPPED_CTRL_C], env=ENV, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert "Exception ignored" in proc.stderr, proc.stderr  # the first KeyboardInterrupt was lost
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "finished" not in proc.stdout  # stopped within the retry, not after the 5 s sleep
+    assert proc.stderr.strip().splitlines()[-1].startswith("dolphin: interrupted: ")
