@@ -264,7 +264,8 @@ class ScanService(Component):
 
         A store failure is counted and degrades the service; a success recovers it.
         """
-        text = encode_value(scan_payload(row, self._fields), self.clock.now_ns())
+        # shared: an in-process trader (embedded store) reads the record without parsing it again
+        text = encode_value(scan_payload(row, self._fields), self.clock.now_ns(), share=True)
         try:
             if self._features is None:
                 self._features = self.store.map(FEATURES)

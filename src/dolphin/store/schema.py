@@ -13,6 +13,7 @@ JSON has no NaN: a NaN in the payload is written as ``null``.
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 import msgspec
@@ -78,20 +79,45 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Record)
 
+#: Records published by this process with ``share=True``, by the ``id`` of their text: an
+#: in-process reader (the embedded store hands listeners the very string that was put) gets the
+#: record without parsing it again, as a Hazelcast near cache in OBJECT format would. The entry
+#: holds the text, so its ``id`` cannot be reused while it is here; a hit is checked by identity.
+_SHARED_MAX = 16
+_shared: dict[int, tuple[str, Record]] = {}
+_shared_lock = threading.Lock()  # writers only: a reader's dict.get is atomic
 
-def encode_value(data: Any, ts_ns: int, *, seq: int = 0) -> str:
-    """Return the envelope text of ``data`` written at ``ts_ns``."""
+
+def encode_value(data: Any, ts_ns: int, *, seq: int = 0, share: bool = False) -> str:
+    """Return the envelope text of ``data`` written at ``ts_ns``.
+
+    ``share=True`` keeps the record for in-process readers of this very text (``decode_value``);
+    the caller then hands ``data`` over: it must not change it afterwards, and readers must not
+    change what they decode (a ``Record``'s data is read-only by contract).
+    """
     if not isinstance(ts_ns, int) or ts_ns < 0:
         raise MalformedValueError("ts_ns must be a non-negative int", field="ts_ns", value=ts_ns)
     record = Record(schema=SCHEMA_VERSION, ts_ns=ts_ns, data=data, seq=seq)
     try:
-        return _encoder.encode(record).decode()
+        text = _encoder.encode(record).decode()
     except (TypeError, msgspec.EncodeError) as exc:
         raise MalformedValueError(f"payload is not JSON-encodable: {exc}", field="data") from exc
+    if share:
+        # The parsed form, not ``data`` itself: a reader must see what the text says (a tuple
+        # becomes a list, a NaN stays what the encoder wrote), exactly as a remote reader would.
+        entry = (text, _decoder.decode(text))
+        with _shared_lock:
+            _shared[id(text)] = entry
+            while len(_shared) > _SHARED_MAX:
+                del _shared[next(iter(_shared))]
+    return text
 
 
 def decode_value(text: str | bytes, *, source: str = "store") -> Record:
     """Decode and validate an envelope; raise MalformedValueError naming ``source`` otherwise."""
+    hit = _shared.get(id(text))
+    if hit is not None and hit[0] is text:
+        return hit[1]
     if not isinstance(text, str | bytes):
         raise MalformedValueError(
             f"value is a {type(text).__name__}, not JSON text", source=source, value=text

@@ -117,3 +117,26 @@ def test_record_map_fresh_reads_follow_the_injected_clock() -> None:
         assert records.read_fresh("k", 1.0) is None
         assert records.staleness_s("k") == pytest.approx(2.0)
         assert records.read_fresh("absent", 1.0) is None
+
+
+def test_a_shared_record_is_what_the_text_says_and_is_read_without_parsing() -> None:
+    data = {"prices": (1.5, None), "n": 2}
+    text = encode_value(data, 7, share=True)
+    data["n"] = 99  # the publisher's object changes later: the shared record must not follow
+    first = decode_value(text)
+    assert first is decode_value(text)  # the very same text: the kept record, not a new parse
+    assert first.data == {"prices": [1.5, None], "n": 2}  # as a remote reader would see it
+    copy = "".join(list(text))  # an equal text that is another object (arrived over a wire)
+    assert copy == text and copy is not text
+    parsed = decode_value(copy)
+    assert parsed is not first and parsed == first
+
+
+def test_shared_records_are_bounded_and_unshared_texts_always_parse() -> None:
+    from dolphin.store import schema
+
+    texts = [encode_value({"i": i}, i, share=True) for i in range(schema._SHARED_MAX + 5)]
+    assert len(schema._shared) <= schema._SHARED_MAX
+    assert decode_value(texts[0]).data == {"i": 0}  # evicted: parsed again, same content
+    plain = encode_value({"i": -1}, 1)
+    assert id(plain) not in schema._shared

@@ -301,7 +301,11 @@ def payload_scan_input(data: dict[str, Any], assets: list[str], bar_index: int) 
     """Return the ``ScanInput`` of a published ``latest_eigen_scan`` payload
     (``services.scan_service.scan_payload``): real closes in ``assets`` order, a null or
     absent price and a null signal read as NaN (no price, no trade)."""
-    prices = np.array(list(map(data["asset_prices"].get, assets)), dtype=np.float64)
+    closes = data["asset_prices"]
+    if len(closes) == len(assets) and list(closes) == assets:  # the usual case: same universe
+        prices = np.array(list(closes.values()), dtype=np.float64)  # None -> NaN
+    else:
+        prices = np.array(list(map(closes.get, assets)), dtype=np.float64)
     vd, v750 = data["vel_div"], data.get("v750_lambda_max_velocity")
     return ScanInput(bar_index, int(data["timestamp_ns"]), int(data["scan_number"]),
                      np.nan if vd is None else float(vd), np.nan if v750 is None else float(v750),
