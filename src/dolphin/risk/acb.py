@@ -78,6 +78,14 @@ def base_boost(signals: float) -> float:
     return 1.0 + 0.5 * math.log1p(signals) if signals >= 1.0 else 1.0
 
 
+def verdict_bounds(cfg: AcbConfig) -> tuple[float, float, float, float]:
+    """Return ``(min_boost, max_boost, min_beta, max_beta)``: the range of any verdict ``day``
+    can give (every factor fully bearish at most; beta raised by OB stress at most 25 %). The
+    store refuses a verdict outside it (``store.processors.AcbApply``)."""
+    lo, hi = sorted((cfg.beta_low, cfg.beta_high))
+    return 1.0, base_boost(float(len(FACTORS))), lo, hi * 1.25
+
+
 def dynamic_beta(value: float, history: np.ndarray, cfg: AcbConfig) -> tuple[float, float]:
     """Return ``(beta, threshold)`` of §10.3 from the day's w750 value and the observed values.
 

@@ -13,7 +13,12 @@ applies it by the pending-flag pattern (§14.2), and the engine's ``update_acb_b
 
 Single writer: a processor writes only while it holds the map lock on ``acb_boost`` (the CP
 subsystem is not available; a Hazelcast map lock is released when its holder's client goes).
-One that cannot take it stands by, counts ``standby`` and retries the lock each tick.
+One that cannot take it stands by, counts ``standby`` and retries the lock each tick. The write
+itself is an ``AcbApply`` entry processor (``store.processors``), run on the member that owns the
+key: the verdict's sequence continues the stored one's, and the store refuses a verdict out of
+``risk.acb.verdict_bounds``, for an earlier date or not newer than the stored one (counted in
+``refused``; the processor degrades), so even a writer that lost its lock cannot undo a newer
+verdict.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import numpy as np
 from dolphin.alpha.session import day_w750, utc_date
 from dolphin.core.clock import Clock
 from dolphin.core.config import AcbConfig
+from dolphin.core.errors import BadInputError
 from dolphin.features.exf import FACTORS
-from dolphin.risk.acb import AcbDay, AdaptiveCircuitBreaker
+from dolphin.risk.acb import AcbDay, AdaptiveCircuitBreaker, verdict_bounds
 from dolphin.services.component import Component
 from dolphin.services.exf_service import live_factors
 from dolphin.store.errors import MalformedValueError
 from dolphin.store.ports import Store
+from dolphin.store.processors import AcbApply, parse_envelope
 from dolphin.store.schema import ACB_BOOST, EXF_LATEST, FEATURES, decode_value, encode_value
 
 
@@ -55,12 +62,14 @@ class AcbProcessor(Component):
                  max_retries: int = 3) -> None:
         super().__init__(name, clock=clock, max_retries=max_retries)
         self.store = store
+        self.cfg = cfg
         self.exf_max_age_s = exf_max_age_s
         self._factors = _LiveFactors()
         self.acb = AdaptiveCircuitBreaker(cfg, exf=self._factors)
         self.writer = False
         self.standby = 0
         self.published = 0
+        self.refused = 0  # verdicts the store's AcbApply turned down
         self.last: AcbDay | None = None
         self._day: str | None = None
         self._v750: list[float] = []
@@ -114,7 +123,18 @@ class AcbProcessor(Component):
                 "absent": list(day.absent),
                 "factors": {k: (v if math.isfinite(v) else None) for k, v in day.factors.items()},
                 "w750_value": day.w750_value if math.isfinite(day.w750_value) else None}
-        self.store.map(FEATURES).put(ACB_BOOST, encode_value(body, now))
+        features = self.store.map(FEATURES)
+        # The sequence continues the stored verdict's, so a processor that took over the lock
+        # writes above its predecessor; the store applies it atomically, refusing a verdict out
+        # of bounds, for an earlier date or with a sequence not above the stored one.
+        current = parse_envelope(features.get(ACB_BOOST))
+        seq = 1 if current is None else current.seq + 1
+        outcome = features.execute(
+            ACB_BOOST, AcbApply(encode_value(body, now, seq=seq), *verdict_bounds(self.cfg)))
+        if not outcome.applied:
+            self.refused += 1
+            raise BadInputError(f"ACB verdict for {day.date} refused by the store: "
+                                f"{outcome.reason}", source=f"{FEATURES}[{ACB_BOOST}]")
         self.published += 1
 
     def on_stop(self) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 from dolphin.core.errors import RetryableError
 from dolphin.store.errors import MalformedValueError
 from dolphin.store.ports import Store, StoreMap
+from dolphin.store.processors import HeartbeatTouch, Outcome, PostureSet
 from dolphin.store.schema import (
+    HEARTBEAT,
     POSTURE_KEY,
     SAFETY,
     SHARD_MAPS,
@@ -194,3 +196,22 @@ def posture_cell(
 ) -> LatestCell:
     """Return the posture cell: ``DOLPHIN_SAFETY["latest"]`` (§15.1)."""
     return LatestCell(store.map(SAFETY), POSTURE_KEY, clock=clock, counter=counter)
+
+
+def set_posture(store: Store, data: Mapping[str, Any], seq: int, *,
+                clock: Clock = time.time_ns) -> Outcome:
+    """Write the posture cell with ``data`` (``posture``, ``rm``, sensors) and sequence ``seq``
+    through the ``PostureSet`` entry processor: applied only when valid and newer than the
+    stored sequence, atomically where the key lives (``store.processors``)."""
+    text = encode_value(dict(data), clock(), seq=seq)
+    return store.map(SAFETY).execute(POSTURE_KEY, PostureSet(text))
+
+
+def touch_heartbeat(store: Store, beat: Mapping[str, Any], ts_ns: int) -> Outcome:
+    """Record a component's heartbeat (``Component.heartbeat()``) in ``DOLPHIN_HEARTBEAT`` under
+    its name, only when later than the stored one (``HeartbeatTouch``)."""
+    name = beat.get("component")
+    if not isinstance(name, str) or not name:
+        raise MalformedValueError("heartbeat has no component name", field="component",
+                                  value=name)
+    return store.map(HEARTBEAT).execute(name, HeartbeatTouch(encode_value(dict(beat), ts_ns)))

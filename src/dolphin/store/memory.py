@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dolphin.store.errors import LockNotHeldError, StoreUnavailableError, require_str
 from dolphin.store.events import ListenerDispatcher
 from dolphin.store.ports import ClusterView, EntryCallback, EntryEvent, EntryEventKind
+from dolphin.store.processors import Outcome, Processor
 
 
 @dataclass(slots=True)
@@ -197,6 +198,17 @@ class MemoryMap:
                 return False
             self._set(key, new)
             return True
+
+    def execute(self, key: str, processor: Processor) -> Outcome:
+        """Run ``processor`` on ``key`` under the store lock (``store.processors``)."""
+        require_str("key", key)
+        require_str("value", processor.value)
+        with self._store._cond:
+            self._store._wait_writable(self._name, key)
+            outcome = processor.decide(self._entries().get(key))
+            if outcome.applied:
+                self._set(key, processor.value)
+            return outcome
 
     def lock(self, key: str) -> None:
         """Acquire the key lock for this thread (re-entrant), waiting as long as needed."""

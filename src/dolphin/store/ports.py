@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from dolphin.store.processors import Outcome, Processor
+
 
 class EntryEventKind(enum.StrEnum):
     """What happened to a map entry."""
@@ -98,6 +100,14 @@ class StoreMap(Protocol):
 
     def replace_if_same(self, key: str, expected: str, new: str) -> bool:
         """Replace the value with ``new`` only when it equals ``expected``; report success."""
+        ...
+
+    def execute(self, key: str, processor: Processor) -> Outcome:
+        """Run ``processor`` on ``key`` atomically (``store.processors``); return its outcome.
+
+        On Hazelcast it runs on the member owning the key, as an entry processor; like a write,
+        it waits while another thread holds the key lock.
+        """
         ...
 
     def lock(self, key: str) -> None:

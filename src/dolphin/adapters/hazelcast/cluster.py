@@ -172,8 +172,12 @@ class ClusterSpec:
         """The member addresses, as a client wants them."""
         return tuple(f"127.0.0.1:{p}" for p in self.ports)
 
-    def java_command(self, jar: Path, config: Path, port: int) -> list[str]:
-        """Return the command line of the member on ``port``."""
+    def java_command(
+        self, jar: Path, config: Path, port: int, processors: Path | None = None
+    ) -> list[str]:
+        """Return the command line of the member on ``port`` (``processors``: the entry-processor
+        jar, ``processors_jar``, put on the classpath beside Hazelcast's)."""
+        classpath = os.pathsep.join(str(p) for p in (jar, processors) if p is not None)
         return [
             shutil.which("java") or "java",
             f"-Xmx{self.heap}",
@@ -186,7 +190,7 @@ class ClusterSpec:
             f"-Ddolphin.hz.members={','.join(self.addresses)}",
             f"-Ddolphin.hz.partitions={self.partitions}",
             "-cp",
-            str(jar),
+            classpath,
             MEMBER_MAIN,
         ]
 
@@ -219,7 +223,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def spawn_member(spec: ClusterSpec, port: int, jar: Path, *, tied: bool = False) -> int:
+def spawn_member(
+    spec: ClusterSpec, port: int, jar: Path, *, tied: bool = False, processors: Path | None = None
+) -> int:
     """Start the member on ``port`` in the background; write its pid file; return its pid.
 
     ``tied`` members die with this process (tests and benchmarks); untied ones run in their
@@ -230,7 +236,7 @@ def spawn_member(spec: ClusterSpec, port: int, jar: Path, *, tied: bool = False)
     config = member_config_path(spec.state_dir)
     with log_file(spec.state_dir, port).open("ab") as log:
         proc = subprocess.Popen(
-            spec.java_command(jar, config, port),
+            spec.java_command(jar, config, port, processors),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -27,6 +27,7 @@ from dolphin.adapters.hazelcast.cluster import (
     spawn_member,
     wait_exit,
 )
+from dolphin.adapters.hazelcast.processors_jar import resolve_processors_jar
 from dolphin.core.errors import ConfigError
 from dolphin.store.ports import ClusterView
 
@@ -59,6 +60,7 @@ def start_cluster(
     if shutil.which("java") is None:
         raise ConfigError("java not found on PATH (Hazelcast 5.6 needs Java 17 or newer)")
     jar = jar or resolve_jar()
+    processors = resolve_processors_jar()  # the entry processors the member config registers
     started: list[int] = []
     try:
         for port in spec.ports:
@@ -66,7 +68,7 @@ def start_cluster(
                 continue
             if port_open(port):
                 raise ConfigError(f"port {port} is in use by a process that is not our member")
-            spawn_member(spec, port, jar, tied=tied)
+            spawn_member(spec, port, jar, tied=tied, processors=processors)
             started.append(port)
         return wait_healthy(spec, timeout_s)
     except BaseException:

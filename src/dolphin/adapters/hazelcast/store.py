@@ -26,16 +26,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import hazelcast
 from hazelcast.config import EvictionPolicy, InMemoryFormat, ReconnectMode
 from hazelcast.errors import HazelcastError, IllegalMonitorStateError
 from hazelcast.lifecycle import LifecycleState
+from hazelcast.serialization.api import IdentifiedDataSerializable
 
 from dolphin.store.errors import LockNotHeldError, StoreUnavailableError, require_str
 from dolphin.store.events import ListenerDispatcher
 from dolphin.store.ports import ClusterView, EntryCallback, EntryEvent, EntryEventKind
+from dolphin.store.processors import FACTORY_ID, Outcome, Processor
 from dolphin.store.schema import HOT_MAPS
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,32 @@ def _reachable(addresses: Iterable[str], timeout_s: float) -> bool:
 
 def _address(member: Any) -> str:
     return f"{member.address.host}:{member.address.port}"
+
+
+class _ProcessorStub(IdentifiedDataSerializable):
+    """The client side of an entry processor: its ids and fields, written as Java reads them."""
+
+    _WRITERS: ClassVar[dict[str, str]] = {"string": "write_string", "double": "write_double"}
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    def write_data(self, object_data_output: Any) -> None:
+        """Write the fields in the Java ``writeData`` order."""
+        for kind, value in self.processor.fields():
+            getattr(object_data_output, self._WRITERS[kind])(value)
+
+    def read_data(self, object_data_input: Any) -> None:
+        """Never called: processors travel one way, to the member."""
+        raise NotImplementedError("entry processors are not read back by the client")
+
+    def get_factory_id(self) -> int:
+        """The Java ``ProcessorFactory.FACTORY_ID``."""
+        return FACTORY_ID
+
+    def get_class_id(self) -> int:
+        """The processor's class id in that factory."""
+        return self.processor.CLASS_ID
 
 
 def _call(what: str, fn: Callable[..., T], *args: Any) -> T:
@@ -287,6 +315,20 @@ class HazelcastMap:
         return bool(
             _call(f"replace_if_same {self._name}", self._map.replace_if_same, key, expected, new)
         )
+
+    def execute(self, key: str, processor: Processor) -> Outcome:
+        """Run ``processor`` on the member owning ``key`` (an entry processor; the Java class
+        of ``resources/hazelcast/processors`` with the same factory and class ids)."""
+        require_str("key", key)
+        require_str("value", processor.value)
+        answer = _call(f"execute {type(processor).__name__} {self._name}",
+                       self._map.execute_on_key, key, _ProcessorStub(processor))
+        if not isinstance(answer, str):
+            raise StoreUnavailableError(
+                f"execute {type(processor).__name__} {self._name}: the member answered "
+                f"{type(answer).__name__}, not the processor's JSON (is the processors jar on "
+                f"its classpath?)")
+        return Outcome.from_json(answer)
 
     def lock(self, key: str) -> None:
         """Acquire the key lock for this thread (re-entrant), waiting as long as needed."""
