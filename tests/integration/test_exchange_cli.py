@@ -18,19 +18,24 @@ from tests.kit.paths import SHARED_DATA, require
 CAPTURE = SHARED_DATA / "raw_ws" / "binance_usdm" / "btcusdt_20240718.gz"
 
 
-def _depth_when_seeded(url: str, timeout_s: float = 60.0) -> tuple[dict, int]:
+def _depth_when_seeded(url: str, timeout_s: float = 60.0) -> tuple[dict, int, int]:
     """GET the depth once the capture's snapshot has seeded the book (503 until then; a cold
-    numba cache can delay the first one by seconds)."""
-    deadline, attempts = time.monotonic() + timeout_s, 0
+    numba cache can delay the first one by seconds). Returns the depth, the attempts and how
+    many of them the server reset while still starting (on a loaded machine)."""
+    deadline, attempts, resets = time.monotonic() + timeout_s, 0, 0
     while True:
         attempts += 1
         try:
             with urllib.request.urlopen(url, timeout=10) as r:
-                return json.loads(r.read()), attempts
+                return json.loads(r.read()), attempts, resets
         except urllib.error.HTTPError as exc:
             if exc.code != 503 or time.monotonic() > deadline:
                 raise
-            time.sleep(0.05)
+        except ConnectionResetError:
+            if time.monotonic() > deadline:
+                raise
+            resets += 1
+        time.sleep(0.05)
 
 
 def test_the_command_serves_rest_and_streams_then_reports():
@@ -41,7 +46,7 @@ def test_the_command_serves_rest_and_streams_then_reports():
     try:
         first = json.loads(proc.stdout.readline().removeprefix("exchange "))
         url = first["http"] + "/fapi/v1/depth?symbol=BTCUSDT&limit=5"
-        depth, attempts = _depth_when_seeded(url)
+        depth, attempts, resets = _depth_when_seeded(url)
         with urllib.request.urlopen(first["http"] + "/fapi/v1/time", timeout=10) as r:
             assert "serverTime" in json.loads(r.read())
         out, err = proc.communicate(timeout=120)
@@ -52,7 +57,8 @@ def test_the_command_serves_rest_and_streams_then_reports():
     assert float(depth["bids"][0][0]) < float(depth["asks"][0][0])
     end = json.loads(next(ln for ln in out.splitlines() if ln.startswith("exchange-end "))[13:])
     assert end["played"] == first["messages"] and end["gap"] == 1
-    assert end["rest_requests"] == attempts + 1  # the depth attempts and the time
+    # the depth attempts and the time; a request reset before its handler ran is not counted
+    assert attempts + 1 - resets <= end["rest_requests"] <= attempts + 1
 
 
 @pytest.mark.parametrize("faults", ["drop", "nosuch@3", "stall@x", "gap@0"])

@@ -35,6 +35,7 @@ from dolphin.core.config import DolphinConfig
 from dolphin.core.enums import McStatus
 from dolphin.core.errors import HaltTradingError
 from dolphin.core.records import EXIT_END_OF_DATA, POSTURES, TRADE_DTYPE, empty_trades
+from dolphin.features.esof import brake_scale
 from dolphin.features.funding import FundingEvents
 from dolphin.risk.acb import AcbDay
 from dolphin.risk.gate import EntryRequest, RiskGate, audit, entry_requests
@@ -136,7 +137,8 @@ class NDAlphaEngine:
         report = self.mc_gate.assess(date, self.config.alpha.max_leverage * boost)
         self._mc_status = report.status
         # the sweep's kernel applies its days with this same kernel
-        begin_day_nb(self.state, self.params, boost, beta, int(McStatus[report.status]))
+        begin_day_nb(self.state, self.params, boost, beta, int(McStatus[report.status]),
+                     brake_scale(date, self.config.esof))
         if direction is not None:
             self.state[lay.S_DIRECTION] = direction
         self.set_posture(posture or self.posture_provider.posture(date))

@@ -9,7 +9,11 @@ One place for each rule the drivers must agree on:
 - the day boundary (``DayProtocol``): the ACB verdict of the day (scales 1 and 3), the engine's
   ``begin_day`` (MC-Forewarner status at ``max_leverage × boost``, posture) and ``end_day``;
 - the §14 HIBERNATE guard (``hibernate_skips``): a flat engine in HIBERNATE is not stepped;
-- the ACB days of a whole span (``acb_days``), what the sweep needs for every ACB config.
+- the ACB days of a whole span (``acb_days``), what the sweep needs for every ACB config;
+- OB-4 (Bible §9.4): the day's withdrawal stress goes to ``AdaptiveCircuitBreaker.day``. The day
+  protocol takes it from the engine's OB engine when that offers ``daily_ob_stress(date)``
+  (``backtest.ob_table.RecordedOb``), so a driver that attaches OB features for OB-1/2/3/5
+  cannot forget OB-4; without one the stress is 0.0 and the beta is exactly the no-OB beta.
 
 The replay (``backtest.replay``) and the Nautilus scan driver (``adapters.nautilus.scan_driver``)
 step ``DayProtocol``; the sweep's kernel applies the same per-day values through
@@ -18,7 +22,7 @@ step ``DayProtocol``; the sweep's kernel applies the same per-day values through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -60,13 +64,25 @@ def hibernate_skips(engine: NDAlphaEngine) -> bool:
     return engine.posture == "HIBERNATE" and not engine.in_position
 
 
+def ob_stress_of(ob_engine: object, date: str) -> float:
+    """Return OB-4's stress of ``date`` from an OB engine offering ``daily_ob_stress``, else 0."""
+    source = getattr(ob_engine, "daily_ob_stress", None)
+    return float(source(date)) if source is not None else 0.0
+
+
 def acb_days(
-    acb: AdaptiveCircuitBreaker, dates: Sequence[str], medians: Sequence[float | None]
+    acb: AdaptiveCircuitBreaker,
+    dates: Sequence[str],
+    medians: Sequence[float | None],
+    ob_stress: Callable[[str], float] | None = None,
 ) -> list[AcbDay]:
-    """Return the ACB verdict of each day, feeding each day's w750 median after its verdict."""
+    """Return the ACB verdict of each day, feeding each day's w750 median after its verdict.
+
+    ``ob_stress(date)`` is the day's OB-4 withdrawal stress (None: no OB, stress 0).
+    """
     out = []
     for date, median in zip(dates, medians, strict=True):
-        out.append(acb.day(date))
+        out.append(acb.day(date, ob_stress=ob_stress(date) if ob_stress is not None else 0.0))
         if median is not None:
             acb.observe_w750(median)
     return out
@@ -85,9 +101,14 @@ class DayProtocol:
         self._v750: list[float] = []
 
     def begin(self, date: str, posture: str | None = None) -> AcbDay | None:
-        """Start ``date``: its ACB verdict, then ``engine.begin_day`` (MC status, posture)."""
+        """Start ``date``: its ACB verdict (with the OB-4 stress), then ``engine.begin_day``
+        (MC status, posture)."""
         self.date = date
-        self.acb_day = self.acb.day(date) if self.acb is not None else None
+        if self.acb is not None:
+            stress = ob_stress_of(getattr(self.engine, "ob_engine", None), date)
+            self.acb_day = self.acb.day(date, ob_stress=stress)
+        else:
+            self.acb_day = None
         self.engine.begin_day(date, acb=self.acb_day, posture=posture)
         self._v750 = []
         return self.acb_day

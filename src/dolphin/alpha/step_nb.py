@@ -125,9 +125,11 @@ from dolphin.core.enums import (
 
 
 @njit(cache=True)
-def begin_day_nb(st, params, boost, beta, mc):
+def begin_day_nb(st, params, boost, beta, mc, scale):
     """Start a day in the state (Bible §10, §12, §13.1): direction, ACB boost and beta, and the
     MC-Forewarner code ``mc`` (``McStatus``): ORANGE halves the size, RED halts entries.
+    ``scale`` multiplies the day's size scale further (the EsoF meta-brake,
+    ``features.esof.brake_scale``; 1.0 when off).
 
     The posture is APEX here; ``NDAlphaEngine.begin_day`` then applies the day's posture. The
     sweep applies its days with this kernel too (APEX only).
@@ -135,7 +137,7 @@ def begin_day_nb(st, params, boost, beta, mc):
     st[S_DIRECTION] = params[P_DIRECTION]
     st[S_DAY_BOOST] = boost
     st[S_DAY_BETA] = beta
-    st[S_DAY_MC_SCALE] = 0.5 if mc == MC_ORANGE else 1.0
+    st[S_DAY_MC_SCALE] = (0.5 if mc == MC_ORANGE else 1.0) * scale
     st[S_HALT] = 1.0 if mc == MC_RED else 0.0
     st[S_POSTURE] = POSTURE_APEX
 

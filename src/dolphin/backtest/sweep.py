@@ -7,10 +7,14 @@ on the bars where they can act) and turns the columns into the replay's ``metric
 The driver with work directory, resume and worker processes is ``sweep_run.py``.
 
 Decisions where issue 5 is silent:
-- The sweep runs what ``dolphin backtest`` runs: APEX posture, no OB engine, ACB factors from
-  ``--factors`` (none: boost 1), funding from ``--funding`` (none: not modelled), the chosen
-  friction and, when ``SweepData.forewarner`` holds a model set, the MC-Forewarner day gate
-  (each column's days assessed at ``max_leverage × the day's boost``; RED halts, ORANGE halves).
+- The sweep runs what ``dolphin backtest`` runs: APEX posture, ACB factors from ``--factors``
+  (none: boost 1), funding from ``--funding`` (none: not modelled), the chosen friction and,
+  when ``SweepData.forewarner`` holds a model set, the MC-Forewarner day gate (each column's
+  days assessed at ``max_leverage × the day's boost``; RED halts, ORANGE halves).
+- Recorded OB features (``--ob``, ``SweepData.ob``, ``backtest.ob_table``): the bars' OB inputs
+  are aligned once for all columns (``ObTable.arrays``, what the replay's ``RecordedOb`` gives
+  bar by bar), the kernel runs with ``has_ob`` (OB-1/2/3/5) and the days' ACB verdicts take the
+  table's OB-4 stress. Without a table the kernel runs without an OB engine, as before.
 - The ACB verdict per day depends on the ACB section and the scans only; it is computed once per
   distinct ACB config with the replay's own ``AdaptiveCircuitBreaker``.
 - A column's trade buffer holds ``capacity`` trades; a column that overflows it is re-run alone
@@ -30,6 +34,7 @@ from dolphin.alpha import layout as lay
 from dolphin.alpha.session import acb_days, day_w750
 from dolphin.backtest.metrics import metrics_columns, records_sha256
 from dolphin.backtest.notes import describe_bars, thin_bars
+from dolphin.backtest.ob_table import NS_PER_S, ObTable, RecordedOb
 from dolphin.backtest.replay import ReplayInputs, scan_bar_ns
 from dolphin.backtest.sweep_nb import STATUS_NO_CLOSE_PRICE, last_prices_nb, sweep_nb
 from dolphin.core.config import AcbConfig, DolphinConfig
@@ -61,9 +66,12 @@ class SweepData:
     funding_table: pd.DataFrame | None = None
     forewarner: Any = None  # an MC-Forewarner model set (risk.mc_models.ModelSet) or None
     inputs: ReplayInputs | None = None  # what the replay reads (the gate's exact fallback)
+    ob: ObTable | None = None  # recorded OB features (None: no OB engine)
     last_price: np.ndarray = field(init=False)
     since_real: np.ndarray = field(init=False)
     thin: np.ndarray = field(init=False)
+    ob_asset: np.ndarray = field(init=False)  # (bars, assets, N_OB_ASSET), one row without OB
+    ob_macro: np.ndarray = field(init=False)  # (bars, N_OB_MACRO), one row without OB
     _acb: dict[AcbConfig, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,16 +80,33 @@ class SweepData:
         self.thin = thin_bars(self.prices)
         if self.funding is None:
             self.funding = FundingEvents.none(self.n_bars)
+        if self.ob is not None:
+            self.ob_asset, self.ob_macro = self.ob.arrays(self.ts, self.bar_s, self.assets)
+        else:  # the kernel's placeholder row, never read (``alpha.interfaces.empty_ob``)
+            self.ob_asset = np.zeros((1, len(self.assets), lay.N_OB_ASSET))
+            self.ob_macro = np.zeros((1, lay.N_OB_MACRO))
 
     @property
     def n_bars(self) -> int:
         """Number of bars."""
         return int(self.ts.shape[0])
 
+    @property
+    def bar_s(self) -> float:
+        """The bar length in seconds (``replay.scan_bar_ns``)."""
+        return scan_bar_ns(self.ts) / NS_PER_S
+
+    def ob_engine(self) -> RecordedOb | None:
+        """Return the replay's OB engine over ``ob`` (None without a table)."""
+        return RecordedOb(self.ob, self.bar_s) if self.ob is not None else None
+
     def acb_days(self, cfg: AcbConfig) -> tuple[np.ndarray, np.ndarray]:
-        """Return the per-day ACB boost and beta of ``cfg``, exactly as the replay computes them."""
+        """Return the per-day ACB boost and beta of ``cfg``, exactly as the replay computes them
+        (OB-4: with the table's daily stress when there is a table)."""
         if cfg not in self._acb:
-            days = acb_days(AdaptiveCircuitBreaker(cfg, self.exf), self.dates, self.w750_medians)
+            stress = self.ob.daily_ob_stress if self.ob is not None else None
+            days = acb_days(AdaptiveCircuitBreaker(cfg, self.exf), self.dates, self.w750_medians,
+                            stress)
             self._acb[cfg] = (np.array([d.boost for d in days]), np.array([d.beta for d in days]))
         return self._acb[cfg]
 
@@ -93,8 +118,10 @@ def prepare(
     *,
     funding: pd.DataFrame | None = None,
     forewarner: Any = None,
+    ob: ObTable | None = None,
 ) -> SweepData:
-    """Validate ``scans`` (the replay's rules) and return its arrays and day boundaries."""
+    """Validate ``scans`` (the replay's rules) and return its arrays and day boundaries
+    (``ob``: recorded OB features for every column)."""
     data = ReplayInputs.of(scans, funding, source)  # exactly what the replay reads
     medians = [day_w750(data.v750[lo:hi]) for lo, hi in itertools.pairwise(data.bounds)]
     return SweepData(
@@ -112,6 +139,7 @@ def prepare(
         funding_table=funding,
         forewarner=forewarner,
         inputs=data,
+        ob=ob,
     )
 
 
@@ -141,6 +169,7 @@ def run_kernel(
     for i, c in enumerate(configs):
         boost[i], beta[i] = data.acb_days(c.acb)
     day_mc = mc_codes(data, configs, boost)
+    day_scale = brake_scales(data.dates, configs)
     out = RawColumns(
         trades=np.zeros((n, capacity), dtype=TRADE_DTYPE),
         n_trades=np.zeros(n, dtype=np.int64),
@@ -152,11 +181,27 @@ def run_kernel(
     )
     f = data.funding
     sweep_nb(
-        params, states, data.day_lo, boost, beta, day_mc, data.ts, data.vel_div, data.data_gap,
+        params, states, data.day_lo, boost, beta, day_mc, day_scale, data.ts, data.vel_div,
+        data.data_gap,
         data.vol_ok, data.prices, data.last_price, data.since_real, f.asset, f.rate, f.lo,
+        data.ob_asset, data.ob_macro, data.ob is not None,
         out.trades, out.eq_end, out.cap_end, out.max_dd, out.pos_bars, out.status,
     )  # fmt: skip
     out.n_trades[:] = states[:, lay.S_N_TRADES].astype(np.int64)
+    return out
+
+
+def brake_scales(dates: list[str], configs: list[DolphinConfig]) -> np.ndarray:
+    """Return each column's EsoF meta-brake size scale per day (``features.esof.brake_scale``,
+    as ``NDAlphaEngine.begin_day`` applies it), computed once per distinct EsoF section."""
+    from dolphin.features.esof import brake_scale
+
+    rows: dict[object, np.ndarray] = {}
+    out = np.empty((len(configs), len(dates)))
+    for i, c in enumerate(configs):
+        if c.esof not in rows:
+            rows[c.esof] = np.array([brake_scale(d, c.esof) for d in dates], dtype=np.float64)
+        out[i] = rows[c.esof]
     return out
 
 
@@ -324,7 +369,7 @@ def replay_row(data: SweepData, cfg: DolphinConfig, *, hell: bool) -> dict[str, 
 
     gate = ForewarnerGate(data.forewarner, cfg) if data.forewarner is not None else None
     result = replay_inputs(data.inputs, cfg, exf=data.exf, hell=hell, mc_gate=gate,
-                           funding=data.funding_table)
+                           funding=data.funding_table, ob_engine=data.ob_engine())
     row = dict(result.metrics)
     r = daily_returns(result.daily, cfg.alpha.initial_capital)
     row.update(return_moments(r))

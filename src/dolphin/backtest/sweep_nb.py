@@ -27,11 +27,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from dolphin.alpha import nb
 from dolphin.alpha.layout import (
     H_LAST_REAL,
     HIST_LEN,
-    N_OB_ASSET,
-    N_OB_MACRO,
+    OB_CASCADE,
+    OB_IMBALANCE,
+    OB_REGIME,
+    OB_WITHDRAWAL,
     P_DATA_END_BARS,
     P_MAX_HOLD,
     P_STOP,
@@ -195,9 +198,67 @@ def hold_until_nb(st, last_price, since_real, fund, params, t0, t_end, c, peak, 
 
 
 @njit(cache=True, inline="always")
+def hold_until_ob_nb(st, last_price, since_real, fund, params, t0, t_end, c, peak, max_dd,
+                     ob_asset, ob_macro):  # fmt: skip
+    """``hold_until_nb`` with the bar's OB inputs: the §7.2 exit parameters of every held bar.
+
+    With an OB engine the exit rule of a bar depends on that bar's cascade count, regime, the
+    position asset's imbalance and withdrawal velocity (``exit_due_nb`` calls
+    ``dynamic_exit_params_nb`` on every bar with a real close), so they are recomputed here bar
+    by bar from the same rows the replay's engine reads (``ob_asset[t]``, ``ob_macro[t]``);
+    everything else is ``hold_until_nb``.
+    """
+    tp0 = params[P_TP]
+    sl0 = params[P_STOP]
+    mh0 = int(params[P_MAX_HOLD])
+    data_end = params[P_DATA_END_BARS]
+    f_asset, f_rate, f_lo = fund
+    a = int(st[S_POS_ASSET])
+    d = st[S_POS_DIR]
+    entry = st[S_POS_ENTRY_PRICE]
+    entry_bar = int(st[S_POS_ENTRY_BAR])
+    hibernate = st[S_POSTURE] == POSTURE_HIBERNATE
+    subday = st[S_PENDING_SUBDAY] > 0
+    capital = st[S_CAPITAL]
+    notional = st[S_POS_NOTIONAL]
+    fee = st[S_POS_ENTRY_FEE]
+    funding = st[S_POS_FUNDING]
+    pk = peak[c]
+    dd = max_dd[c]
+    t = t0
+    while t < t_end:
+        price = last_price[t]
+        if price > 0.0:
+            gone = since_real[t]
+            if gone > 0:
+                if gone >= data_end:
+                    break
+            else:
+                tp, sl, mh = nb.dynamic_exit_params_nb(
+                    tp0, sl0, mh0, d * (price - entry) / entry, ob_macro[t, OB_CASCADE],
+                    ob_macro[t, OB_REGIME], d * ob_asset[t, a, OB_IMBALANCE],
+                    ob_asset[t, a, OB_WITHDRAWAL],
+                )  # fmt: skip
+                if position_exit_nb(d, entry, entry_bar, price, t, tp, sl, mh, hibernate,
+                                    subday) >= 0:  # fmt: skip
+                    break
+        for k in range(f_lo[t], f_lo[t + 1]):
+            if f_asset[k] == a and f_rate[k] == f_rate[k]:
+                funding += funding_payment_nb(d, f_rate[k], notional, entry, price)
+        pk, dd = peak_drawdown_nb(
+            pk, dd, position_equity_nb(capital, d, entry, notional, fee, funding, price)
+        )
+        t += 1
+    st[S_POS_FUNDING] = funding
+    peak[c] = pk
+    max_dd[c] = dd
+    return t
+
+
+@njit(cache=True, inline="always")
 def step_column_nb(  # one call site; the arguments are what ``act_nb`` and the bookkeeping read
-    st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok, ob, irp_i, irp_f, fund, last, c,
-    peak, max_dd,
+    st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok, ob, has_ob, irp_i, irp_f, fund, last,
+    c, peak, max_dd,
 ):  # fmt: skip
     """Run ``act_nb`` for column ``c`` on bar ``t``; return (status, bars it was in position).
 
@@ -208,7 +269,7 @@ def step_column_nb(  # one call site; the arguments are what ``act_nb`` and the 
     cap0 = st[S_CAPITAL]
     s = act_nb(
         st, hist, hist_n, trades, params, t, ts, vel_div, vol_ok,
-        ob[0], ob[1], False, irp_i, irp_f, fund,
+        ob[0], ob[1], has_ob, irp_i, irp_f, fund,
     )  # fmt: skip
     is_open = st[S_POS_OPEN] > 0.0
     if is_open and last:
@@ -228,6 +289,7 @@ def sweep_nb(
     day_boost,
     day_beta,
     day_mc,
+    day_scale,
     ts,
     vel_div,
     data_gap,
@@ -238,6 +300,9 @@ def sweep_nb(
     f_asset,
     f_rate,
     f_lo,
+    ob_asset,
+    ob_macro,
+    has_ob,
     trades,
     eq_end,
     cap_end,
@@ -250,13 +315,17 @@ def sweep_nb(
     ``states`` (columns × N_STATE) are fresh ``new_state`` vectors; ``trades`` (columns ×
     capacity) receive each column's trades (count in the state's ``S_N_TRADES``); ``day_lo``
     holds the first bar of each UTC day plus the bar count; ``day_boost``/``day_beta``/``day_mc``
-    are each column's ACB verdict and MC-Forewarner code per day; ``last_price``/``since_real``
+    are each column's ACB verdict and MC-Forewarner code per day, ``day_scale`` its EsoF
+    meta-brake size scale per day (``sweep.brake_scales``); ``last_price``/``since_real``
     are ``last_prices_nb(prices)``; bar t's funding events are ``f_asset/f_rate[f_lo[t]:
-    f_lo[t + 1]]``. Outputs: day-end equity and capital, max drawdown, bars in position, and a
-    status per column (a column that fails stops; the others go on).
+    f_lo[t + 1]]``; ``ob_asset``/``ob_macro`` hold bar t's OB inputs in row t when ``has_ob``
+    (recorded OB features, ``backtest.ob_table``), else one row that is never read. Outputs:
+    day-end equity and capital, max drawdown, bars in position, and a status per column (a
+    column that fails stops; the others go on).
 
     Each column is stepped only on the bars where ``act_nb`` can do something: a flat column
-    on its next signal bar (``next_signal_nb``), an open one on its exit bar (``hold_until_nb``),
+    on its next signal bar (``next_signal_nb``), an open one on its exit bar (``hold_until_nb``,
+    or ``hold_until_ob_nb`` with OB inputs),
     every column on the last bar. ``advance_bar_nb`` runs once per bar on a shared state whose
     parameter-free slots are copied into a column before it is stepped.
     """
@@ -267,19 +336,21 @@ def sweep_nb(
     hist[:, H_LAST_REAL] = 0.0
     hist_n = np.zeros(n_assets, dtype=np.int64)
     irp_i, irp_f = new_irp_cache_nb(n_assets)
-    ob = (np.zeros((n_assets, N_OB_ASSET)), np.zeros(N_OB_MACRO))  # no OB engine in a sweep
     bars = states[0].copy()  # fresh states share the bar slots
     wake = np.zeros(n_col, dtype=np.int64)
     peak = states[:, S_CAPITAL].copy()
     for d in range(day_lo.shape[0] - 1):
         for c in range(n_col):
-            begin_day_nb(states[c], params[c], day_boost[c, d], day_beta[c, d], day_mc[c, d])
+            begin_day_nb(states[c], params[c], day_boost[c, d], day_beta[c, d], day_mc[c, d],
+                         day_scale[c, d])
         for t in range(day_lo[d], day_lo[d + 1]):
             push_histories_nb(hist, hist_n, prices[t])
             invalidate_irp_cache_nb(irp_i)
             advance_bar_nb(bars, vel_div[t], data_gap[t])
             last = t == n_bars - 1
             fund = (f_asset, f_rate, f_lo[t], f_lo[t + 1])
+            k = t if has_ob else 0
+            ob = (ob_asset[k], ob_macro[k])
             for c in range(n_col):
                 if (wake[c] > t and not last) or status[c] != STATUS_OK:
                     continue
@@ -287,17 +358,23 @@ def sweep_nb(
                 copy_bar_state_nb(st, bars)
                 s, held = step_column_nb(
                     st, hist, hist_n, trades[c], params[c], t, ts[t], vel_div[t], vol_ok[t],
-                    ob, irp_i, irp_f, fund, last, c, peak, max_dd,
+                    ob, has_ob, irp_i, irp_f, fund, last, c, peak, max_dd,
                 )  # fmt: skip
                 pos_bars[c] += held
                 if s != STATUS_OK:
                     status[c] = s
                 elif st[S_POS_OPEN] > 0.0:
                     a = int(st[S_POS_ASSET])
-                    te = hold_until_nb(
-                        st, last_price[a], since_real[a], (f_asset, f_rate, f_lo), params[c],
-                        t + 1, n_bars - 1, c, peak, max_dd,
-                    )  # fmt: skip
+                    if has_ob:
+                        te = hold_until_ob_nb(
+                            st, last_price[a], since_real[a], (f_asset, f_rate, f_lo),
+                            params[c], t + 1, n_bars - 1, c, peak, max_dd, ob_asset, ob_macro,
+                        )  # fmt: skip
+                    else:
+                        te = hold_until_nb(
+                            st, last_price[a], since_real[a], (f_asset, f_rate, f_lo),
+                            params[c], t + 1, n_bars - 1, c, peak, max_dd,
+                        )  # fmt: skip
                     pos_bars[c] += te - t - 1
                     wake[c] = te
                 else:

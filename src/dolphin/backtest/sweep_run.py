@@ -101,7 +101,8 @@ def grid_digest(grid: Grid) -> str:
 
 
 def fingerprint(data: SweepData, hell: bool) -> str:
-    """Return a digest of what a saved part depends on besides the config: scans and friction."""
+    """Return a digest of what a saved part depends on besides the config: scans, friction,
+    factors, funding, forewarner and recorded OB features."""
     h = hashlib.sha256()
     for arr in (data.ts, data.vel_div, data.prices, data.data_gap, data.vol_ok):
         h.update(np.ascontiguousarray(arr).tobytes())
@@ -114,6 +115,8 @@ def fingerprint(data: SweepData, hell: bool) -> str:
     h.update(json.dumps([data.funding_table is not None,
                          data.forewarner.meta["version"] if data.forewarner is not None
                          else "off"]).encode())
+    if data.ob is not None:  # recorded OB features change every row; no table: digest as before
+        h.update(f"ob {data.ob.digest}".encode())
     return h.hexdigest()
 
 

@@ -2,7 +2,9 @@
 
 Research command: any valid config is accepted (a partial YAML of overrides included) and its id is
 printed. The run with the other friction (default vs HELL) is computed too and shown beside it in
-``report.html``; only the chosen friction's data files are written.
+``report.html``; only the chosen friction's data files are written. ``--ob FILE`` attaches
+recorded OB features (``backtest.ob_table.RecordedOb``) to every engine of the run, the Nautilus
+one included.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shared cost model: fills at bar closes, taker fee, no SP fees/slippage")
     p.add_argument("--exchange-info", type=Path, default=None,
                    help="Binance exchangeInfo capture for instrument tick/lot sizes (nautilus)")
+    p.add_argument("--ob", type=Path, default=None,
+                   help="recorded OB features parquet (dolphin obf replay): OB sub-systems 1-5 "
+                        "on every engine (default: no OB engine)")
     add_gate_arguments(p)
     p.set_defaults(func=run)
 
@@ -70,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
 
     scans = read_scans(args.scans)
     from dolphin.backtest.gates import run_gates
+    from dolphin.backtest.ob_table import recorded_ob
 
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     hell = args.friction == "hell"
     funding, gate = run_gates(config, args.funding, args.forewarner)
+    ob = recorded_ob(args.ob, scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64"))
     kw = {"exf": exf, "source": str(args.scans), "survival": args.survival,
-          "funding": funding, "mc_gate": gate}
+          "funding": funding, "mc_gate": gate, "ob_engine": ob}
     main = run_replay(scans, config, hell=hell, **kw)
     other = run_replay(scans, config, hell=not hell, **kw)
     write_outputs(main, args.out)

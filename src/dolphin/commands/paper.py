@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default="memory://", help="store URL for posture and ACB")
     p.add_argument("--forewarner", action=argparse.BooleanOptionalAction, default=True,
                    help="MC-Forewarner day gate on the shipped model set (default on)")
+    p.add_argument("--ob", type=Path, default=None, metavar="FILE",
+                   help="recorded OB features parquet (docs/obf.md) for OB-1..OB-5 on the "
+                        "replayed bars; its SHA-256 is part of the session a ledger resumes "
+                        "(default: off)")
     p.add_argument("--ledger", type=Path, default=None,
                    help="hash-chained SQLite ledger to append every order, fill, denial, "
                         "funding, capital and posture change to (created if missing; an "
@@ -72,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     check_champion(config, args.research)
     print(f"config_id {config.id}")
+    ob = getattr(args, "ob", None)
     if args.venue == "binance":
+        if ob is not None:
+            raise ConfigError("--ob FILE replays recorded OB features: sandbox venue only (a "
+                              "live venue takes its OB features from the OB service)")
         return _binance(args, config)
     if args.replay is None:
         raise ConfigError("--replay PATH is required with the sandbox venue")
@@ -80,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         from dolphin.core.errors import BadInputError
 
         raise BadInputError("replay file does not exist", source=str(args.replay))
+    if ob is not None and not ob.is_file():
+        from dolphin.core.errors import BadInputError
+
+        raise BadInputError("OB features file does not exist", source=str(ob))
     from dolphin.adapters.nautilus.paper_session import PaperSettings, run_paper_session
     from dolphin.bootstrap import bootstrap
 
@@ -88,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     settings = PaperSettings(replay=args.replay, speed=args.speed, duration_s=args.duration,
                              warmup=args.warmup, log_dir=args.log_dir,
                              extra={"venue": args.venue, "store": args.store},
-                             ledger=args.ledger)
+                             ledger=args.ledger, ob=ob)
     try:
         summary = run_paper_session(config, settings, store=runtime.store,
                                     posture_source=runtime.posture,

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("db", type=Path, help="the session's ledger (SQLite)")
     p.add_argument("--replay", type=Path, default=None,
                    help="the bars file, when it moved (its SHA-256 must match the ledger's)")
+    p.add_argument("--ob", type=Path, default=None,
+                   help="the recorded OB features file, when it moved (its SHA-256 must match)")
     p.add_argument("--log-dir", type=Path, default=Path("runs/replay-session"))
     p.set_defaults(func=run)
 
@@ -54,11 +56,16 @@ def run(args: argparse.Namespace) -> int:
     if not replay.is_file():
         raise BadInputError("the session's bars file is missing (give --replay PATH)",
                             source=str(replay))
+    recorded_ob = body.get("ob")
+    ob = args.ob or (Path(recorded_ob) if recorded_ob else None)
+    if ob is not None and not ob.is_file():
+        raise BadInputError("the session's OB features file is missing (give --ob PATH)",
+                            source=str(ob))
     runtime = bootstrap(config, store="memory://", forewarner=body.get("forewarner") != "off",
                         unsupervised=True)
     settings = PaperSettings(replay=replay, speed=1e9, duration_s=1e9,
                              warmup=int(body.get("warmup", 0)), log_dir=args.log_dir,
-                             ledger=args.db, extra={"replay_session": str(args.db)})
+                             ledger=args.db, ob=ob, extra={"replay_session": str(args.db)})
     supervised = bool(body.get("supervised"))
     try:
         summary = run_paper_session(config, settings, store=None,

@@ -1,7 +1,8 @@
 """`dolphin sweep`: run a parameter grid through the replay's kernel; one row per combination.
 
-Thin: reads the scans and the grid, calls ``backtest.sweep_run.run_sweep``, writes the HTML
-report. Output: ``--out`` parquet, ``<out>.summary.json`` (best by DSR, PBO) and ``<out>.html``.
+Thin: reads the scans, the grid and optionally the recorded OB features (``--ob``), calls
+``backtest.sweep_run.run_sweep``, writes the HTML report. Output: ``--out`` parquet,
+``<out>.summary.json`` (best by DSR, PBO) and ``<out>.html``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_data(args: argparse.Namespace):
-    """Return the prepared sweep data of ``args.scans`` (typed error when unreadable)."""
+    """Return the prepared sweep data of ``args.scans`` (typed error when unreadable), with
+    the recorded OB features of ``args.ob`` when the command has that option."""
 
     from dolphin.backtest.sweep import prepare
     from dolphin.features.exf import ExfTable
@@ -39,7 +41,12 @@ def load_data(args: argparse.Namespace):
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     funding = load_funding(args.funding) if getattr(args, "funding", None) else None
     models = load_cached() if getattr(args, "forewarner", False) else None
-    return prepare(scans, exf, source=str(args.scans), funding=funding, forewarner=models)
+    ob = None
+    if getattr(args, "ob", None) is not None:  # only ``dolphin sweep`` has --ob
+        from dolphin.backtest.ob_table import ObTable
+
+        ob = ObTable.read(args.ob)
+    return prepare(scans, exf, source=str(args.scans), funding=funding, forewarner=models, ob=ob)
 
 
 def print_bar_notes(data, config) -> None:
@@ -66,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.add_argument("--grid", required=True, type=Path, help="grid YAML: parameter -> values")
     p.add_argument("--out", required=True, type=Path, help="output parquet")
+    p.add_argument("--ob", type=Path, default=None,
+                   help="recorded OB features parquet (dolphin obf replay): OB sub-systems 1-5 "
+                        "in every combination (default: no OB engine)")
     p.add_argument("--chunk", type=int, default=256, help="combinations per kernel call")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stop-after-chunks", type=int, default=None, help=argparse.SUPPRESS)

@@ -228,6 +228,23 @@ class ScannerConfig(_Frozen):
             )
 
 
+Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+class EsofConfig(_Frozen):
+    """The EsoF meta-brake on sizing (seed 001 §4: "100 % of extreme wipeouts ... on Mondays,
+    Thursdays or Sundays"), OFF in the champion: ``dolphin factors study`` finds no support for
+    it in the shared data (docs/factors.md). When on, a day whose UTC weekday is in
+    ``esof_brake_weekdays`` (or, with ``esof_brake_retrograde``, a day Mercury is retrograde at
+    00:00 UTC) sizes every entry by ``esof_brake_mult``, through the day's size scale
+    (``features.esof.brake_scale``), on every path that begins a day."""
+
+    esof_brake: bool = False
+    esof_brake_weekdays: tuple[Weekday, ...] = ("Mon", "Thu", "Sun")
+    esof_brake_retrograde: bool = False
+    esof_brake_mult: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+
+
 class DolphinConfig(_Frozen):
     """The whole resolved configuration. ``DolphinConfig()`` is the champion (blue)."""
 
@@ -236,6 +253,7 @@ class DolphinConfig(_Frozen):
     survival: SurvivalConfig = msgspec.field(default_factory=SurvivalConfig)
     pretrade: PreTradeConfig = msgspec.field(default_factory=PreTradeConfig)
     scanner: ScannerConfig = msgspec.field(default_factory=ScannerConfig)
+    esof: EsofConfig = msgspec.field(default_factory=EsofConfig)
 
     @property
     def id(self) -> str:
@@ -261,6 +279,7 @@ SECTIONS: dict[str, type[_Frozen]] = {
     "survival": SurvivalConfig,
     "pretrade": PreTradeConfig,
     "scanner": ScannerConfig,
+    "esof": EsofConfig,
 }
 
 FIELD_SECTION: dict[str, str] = {
@@ -271,9 +290,21 @@ assert len(FIELD_SECTION) == sum(len(c.__struct_fields__) for c in SECTIONS.valu
 )
 
 
+#: Sections added after the champion was frozen: left out of the canonical JSON while at their
+#: defaults (all off), so every id given before they existed still names the same config.
+_LATE_SECTIONS: dict[str, type[_Frozen]] = {"esof": EsofConfig}
+
+
 def canonical_json(config: DolphinConfig) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, shortest round-trip floats."""
-    return msgspec.json.encode(config, order="sorted")
+    """Canonical JSON: sorted keys, no whitespace, shortest round-trip floats; a late section
+    (``_LATE_SECTIONS``) at its defaults is left out."""
+    late = [name for name, cls in _LATE_SECTIONS.items() if getattr(config, name) == cls()]
+    if not late:
+        return msgspec.json.encode(config, order="sorted")
+    body = msgspec.to_builtins(config)
+    for name in late:
+        del body[name]
+    return msgspec.json.encode(body, order="sorted")
 
 
 def _suggest(name: object, candidates: Iterable[str]) -> str:

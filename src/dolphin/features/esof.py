@@ -18,6 +18,7 @@ row per UTC day at 12:00 UTC (the research table).
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import ephem
 import pandas as pd
 
+from dolphin.core.config import EsofConfig
 from dolphin.core.errors import BadInputError
 
 PHASE_NAMES = ("new", "waxing_crescent", "first_quarter", "waxing_gibbous", "full",
@@ -99,3 +101,30 @@ def esof_daily(start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DataFra
     out = pd.DataFrame(rows)
     out["date"] = pd.to_datetime(out["date"])
     return out
+
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def brake_scale(date: str, cfg: EsofConfig) -> float:
+    """Return the EsoF meta-brake's size scale for the UTC day ``date`` (YYYY-MM-DD): 1.0 when
+    the brake is off or the day is not flagged, else ``cfg.esof_brake_mult``. A day is flagged
+    by its weekday (``esof_brake_weekdays``) or, with ``esof_brake_retrograde``, by Mercury being
+    retrograde at the day's 00:00 UTC: both are known at the day's open."""
+    if not cfg.esof_brake:
+        return 1.0
+    try:
+        day = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=UTC)
+    except (TypeError, ValueError) as exc:
+        raise BadInputError("EsoF brake date must be YYYY-MM-DD", field="date",
+                            value=date) from exc
+    flagged = WEEKDAY_NAMES[day.weekday()] in cfg.esof_brake_weekdays
+    if not flagged and cfg.esof_brake_retrograde:
+        flagged = _retrograde_at_open(date)
+    return cfg.esof_brake_mult if flagged else 1.0
+
+
+@functools.lru_cache(maxsize=4096)
+def _retrograde_at_open(date: str) -> bool:
+    day = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=UTC)
+    return mercury_retrograde(int(day.timestamp()) * 1_000_000_000)

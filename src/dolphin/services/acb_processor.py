@@ -7,9 +7,23 @@ service's ``exf_latest`` (a stale or missing factor is absent, never a value:
 ``v750_lambda_max_velocity`` of each finished UTC day of the published scans (``on_scan``, fed
 by a store listener on ``latest_eigen_scan``), exactly as the replay's ``DayProtocol`` feeds its
 ACB. ``tick()`` computes the verdict at the UTC day's open and again whenever the factors
-change, and writes ``{date, boost, beta, signals, absent, factors}``. The trader's listener
-applies it by the pending-flag pattern (§14.2), and the engine's ``update_acb_boost`` applies the
-§7.3 sub-day exit rule.
+or the OB-4 stress change, and writes ``{date, boost, beta, signals, absent, factors,
+w750_value, ob_stress}``. The trader's listener applies it by the pending-flag pattern (§14.2),
+and the engine's ``update_acb_boost`` applies the §7.3 sub-day exit rule.
+
+OB-4 (Bible §9.4): the day's withdrawal stress is the share of the PREVIOUS UTC day's OB cycles
+whose ``regime_signal`` is +1, 0.0 when that day has no cycle: the rule of
+``backtest.ob_table.ObTable.daily_ob_stress``, so a live day's beta is the beta a backtest over
+the recorded cycles gives. The cycles come from the OB service's ``DOLPHIN_OB["latest_macro"]``
+(``{ts_ns, cycle?, cascade_count, regime_signal, market_multiplier}``, ``obf_service``): a store
+listener on that key, attached on start, hands each value to ``on_ob_macro``, which counts the
+cycle on the UTC day of its ``ts_ns`` (a null regime, i.e. NaN, is a cycle without stress). Each
+cycle counts once: the key's single writer publishes cycles in time order, so a value whose
+``ts_ns`` is not newer than the newest counted is a re-delivery (a retried push) and is ignored,
+and so is one stamped beyond the allowed clock skew in the future (it would otherwise hide every
+later cycle); both are counted in ``ob_ignored``. The counts live in memory: a processor started
+mid-day knows only the cycles it has seen since, and a day it saw nothing of gives 0.0, the
+no-OB beta exactly (as a gap in a recording does).
 
 Single writer: a processor writes only while it holds the map lock on ``acb_boost`` (the CP
 subsystem is not available; a Hazelcast map lock is released when its holder's client goes).
@@ -24,6 +38,7 @@ verdict.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,10 +52,16 @@ from dolphin.features.exf import FACTORS
 from dolphin.risk.acb import AcbDay, AdaptiveCircuitBreaker, verdict_bounds
 from dolphin.services.component import Component
 from dolphin.services.exf_service import live_factors
+from dolphin.services.obf_service import LATEST_MACRO as OB_LATEST_MACRO
 from dolphin.store.errors import MalformedValueError
-from dolphin.store.ports import Store
+from dolphin.store.ports import EntryEvent, Store
 from dolphin.store.processors import AcbApply, parse_envelope
-from dolphin.store.schema import ACB_BOOST, EXF_LATEST, FEATURES, decode_value, encode_value
+from dolphin.store.schema import ACB_BOOST, EXF_LATEST, FEATURES, OB, decode_value, encode_value
+from dolphin.store.values import MAX_CLOCK_SKEW_S, MalformedCounter
+
+NS_PER_DAY = 86_400_000_000_000
+#: Days of OB cycle counts kept before the newest cycle's day (only the previous day is read).
+OB_KEEP_DAYS = 3
 
 
 class _LiveFactors:
@@ -52,6 +73,48 @@ class _LiveFactors:
     def for_date(self, date: str) -> dict[str, float]:
         """Return the live factors (the date is the processor's current day)."""
         return dict(self.values)
+
+
+class ObDays:
+    """OB-4's cycle counts per UTC day from the live macro (module docstring); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[int, list[int]] = {}  # UTC day number -> [cycles, cycles at +1]
+        self.newest_ns: int | None = None
+        self.ignored = 0
+
+    def add(self, ts_ns: int, regime: float) -> bool:
+        """Count one cycle; return False (and count it ignored) when it is not newer."""
+        with self._lock:
+            if self.newest_ns is not None and ts_ns <= self.newest_ns:
+                self.ignored += 1  # a re-delivery of a cycle already counted
+                return False
+            self.newest_ns = ts_ns
+            day = ts_ns // NS_PER_DAY
+            counts = self._counts.setdefault(day, [0, 0])
+            counts[0] += 1
+            counts[1] += regime == 1.0
+            for old in [d for d in self._counts if d < day - OB_KEEP_DAYS]:
+                del self._counts[old]
+            return True
+
+    def ignore(self) -> None:
+        """Count one cycle value that is not counted."""
+        with self._lock:
+            self.ignored += 1
+
+    def counts(self, day: int) -> tuple[int, int]:
+        """Return ``(cycles, cycles with regime +1)`` of UTC day number ``day``."""
+        with self._lock:
+            n, stressed = self._counts.get(day, (0, 0))
+        return n, stressed
+
+    def stress(self, date: str) -> float:
+        """Return OB-4's stress of ``date`` (YYYY-MM-DD): the previous UTC day's share of
+        cycles with regime +1, 0.0 when it has none (``ObTable.daily_ob_stress``)."""
+        n, stressed = self.counts(int(np.datetime64(date, "D").astype(np.int64)) - 1)
+        return float(stressed) / float(n) if n else 0.0
 
 
 class AcbProcessor(Component):
@@ -74,6 +137,14 @@ class AcbProcessor(Component):
         self._day: str | None = None
         self._v750: list[float] = []
         self._written: tuple[str, tuple[float, ...]] | None = None
+        self.ob = ObDays()
+        self.malformed = MalformedCounter()
+        self._ob_listener: str | None = None
+
+    def on_start(self) -> None:
+        """Listen to the OB service's ``latest_macro`` (OB-4's cycles)."""
+        self._ob_listener = self.store.map(OB).add_listener(self._on_ob_event,
+                                                             key=OB_LATEST_MACRO)
 
     # ---------------------------------------------------------------- scans in
     def on_scan(self, payload: Mapping[str, Any]) -> None:
@@ -88,9 +159,37 @@ class AcbProcessor(Component):
         v = payload.get("v750_lambda_max_velocity")
         self._v750.append(math.nan if v is None else float(v))
 
+    # ---------------------------------------------------------------- OB cycles in
+    def on_ob_macro(self, payload: Mapping[str, Any]) -> bool:
+        """Count one OB cycle's ``latest_macro`` payload for OB-4; return whether it counted
+        (module docstring). A payload without an integer ``ts_ns`` is malformed."""
+        ts = payload.get("ts_ns") if isinstance(payload, Mapping) else None
+        if isinstance(ts, bool) or not isinstance(ts, int):
+            raise MalformedValueError("OB macro without an integer ts_ns",
+                                      source=f"{OB}[{OB_LATEST_MACRO!r}]", field="ts_ns",
+                                      value=ts)
+        if ts - self.clock.now_ns() > MAX_CLOCK_SKEW_S * 1e9:
+            self.ob.ignore()
+            return False
+        regime = payload.get("regime_signal")
+        number = isinstance(regime, int | float) and not isinstance(regime, bool)
+        value = float(regime) if number else math.nan
+        return self.ob.add(ts, value)
+
+    def _on_ob_event(self, event: EntryEvent) -> None:
+        """Store listener: decode the envelope, count the cycle (malformed: counted, skipped)."""
+        if event.value is None:
+            return
+        source = f"{event.map_name}[{event.key!r}]"
+        try:
+            self.on_ob_macro(decode_value(event.value, source=source).data)
+        except MalformedValueError as exc:
+            self.malformed.record(event.map_name, event.key, exc)
+
     # ---------------------------------------------------------------- verdict out
     def tick(self) -> AcbDay | None:
-        """Write today's verdict when the day or the factors changed; return it (or None)."""
+        """Write today's verdict when the day, the factors or the OB-4 stress changed; return
+        it (or None)."""
         now = self.clock.now_ns()
         if not self.writer:
             self.writer = self.store.map(FEATURES).try_lock(ACB_BOOST)
@@ -100,11 +199,12 @@ class AcbProcessor(Component):
         self._factors.values = {**dict.fromkeys(FACTORS, math.nan),
                                 **live_factors(self._read_exf(), now, self.exf_max_age_s)}
         date = utc_date(now)
-        key = (date, tuple(self._factors.values[k] for k in FACTORS))
+        stress = self.ob.stress(date)
+        key = (date, (*(self._factors.values[k] for k in FACTORS), stress))
         if self._written is not None and _same(self._written, key):
             return None
-        day = self.acb.day(date)
-        if self.run_step(lambda: self._write(day, now)) is not None:
+        day = self.acb.day(date, ob_stress=stress)
+        if self.run_step(lambda: self._write(day, now, stress)) is not None:
             return None
         self._written, self.last = key, day
         return day
@@ -118,11 +218,12 @@ class AcbProcessor(Component):
         except MalformedValueError:
             return None  # unreadable: every factor absent
 
-    def _write(self, day: AcbDay, now: int) -> None:
+    def _write(self, day: AcbDay, now: int, ob_stress: float = 0.0) -> None:
         body = {"date": day.date, "boost": day.boost, "beta": day.beta, "signals": day.signals,
                 "absent": list(day.absent),
                 "factors": {k: (v if math.isfinite(v) else None) for k, v in day.factors.items()},
-                "w750_value": day.w750_value if math.isfinite(day.w750_value) else None}
+                "w750_value": day.w750_value if math.isfinite(day.w750_value) else None,
+                "ob_stress": ob_stress}
         features = self.store.map(FEATURES)
         # The sequence continues the stored verdict's, so a processor that took over the lock
         # writes above its predecessor; the store applies it atomically, refusing a verdict out
@@ -138,7 +239,10 @@ class AcbProcessor(Component):
         self.published += 1
 
     def on_stop(self) -> None:
-        """Give the writer lock back."""
+        """Stop listening to the OB macro; give the writer lock back."""
+        if self._ob_listener is not None:
+            self.store.map(OB).remove_listener(self._ob_listener)
+            self._ob_listener = None
         if self.writer:
             self.store.map(FEATURES).unlock(ACB_BOOST)
             self.writer = False
@@ -148,7 +252,9 @@ class AcbProcessor(Component):
         beat = super().heartbeat()
         beat.update(writer=self.writer, standby=self.standby, published=self.published,
                     boost=self.last.boost if self.last else None,
-                    beta=self.last.beta if self.last else None)
+                    beta=self.last.beta if self.last else None,
+                    ob_newest_ns=self.ob.newest_ns, ob_ignored=self.ob.ignored,
+                    malformed=self.malformed.total)
         return beat
 
 

@@ -189,9 +189,24 @@ def test_int_bounds_are_inclusive_and_sensible():
 
 
 def test_bounds_leave_the_default_values_and_so_the_id_unchanged():
-    plain = msgspec.json.encode(msgspec.to_builtins(DolphinConfig()), order="sorted")
+    body = msgspec.to_builtins(DolphinConfig())
+    del body["esof"]  # a section added after the champion was frozen, left out while off
+    plain = msgspec.json.encode(body, order="sorted")
     assert canonical_json(DolphinConfig()) == plain
     assert load_config(CONFIGS / "blue.yml").id == DolphinConfig().id
+
+
+def test_the_esof_brake_section_keeps_the_champion_id_while_off(tmp_path):
+    f = tmp_path / "esof_off.yml"
+    f.write_text("esof:\n  esof_brake: false\n  esof_brake_mult: 0.5\n", encoding="utf-8")
+    assert load_config(f).id == CHAMPION_BLUE_ID
+    on = DolphinConfig().replace(esof_brake=True)
+    assert on.id != CHAMPION_BLUE_ID and on.esof.esof_brake_weekdays == ("Mon", "Thu", "Sun")
+    assert on.replace(esof_brake_mult=0.25).id != on.id
+    with pytest.raises(ConfigError):
+        DolphinConfig().replace(esof_brake_weekdays=("Monday",))
+    with pytest.raises(ConfigError):
+        DolphinConfig().replace(esof_brake_mult=0.0)
 
 
 def test_non_utf8_yaml_is_a_config_error_naming_the_byte(tmp_path):

@@ -118,7 +118,7 @@ def test_signal_bucket_kernel_returns_the_enum_code(x, bucket):
 def test_sweep_day_kernel_reads_the_mc_codes(mc, scale, halt):
     state = lay.new_state(1.0)
     state[lay.S_POSTURE] = float(Posture.HIBERNATE)
-    sweep_nb.begin_day_nb(state, np.zeros(lay.N_PARAMS), 1.0, 0.0, int(mc))
+    sweep_nb.begin_day_nb(state, np.zeros(lay.N_PARAMS), 1.0, 0.0, int(mc), 1.0)
     assert state[lay.S_DAY_MC_SCALE] == scale
     assert state[lay.S_HALT] == halt
     assert state[lay.S_POSTURE] == Posture.APEX

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, TypeVar
 
 import hazelcast
 from hazelcast.config import EvictionPolicy, InMemoryFormat, ReconnectMode
-from hazelcast.errors import HazelcastError, IllegalMonitorStateError
+from hazelcast.errors import HazelcastError, IllegalMonitorStateError, TargetDisconnectedError
 from hazelcast.lifecycle import LifecycleState
 from hazelcast.serialization.api import IdentifiedDataSerializable
 
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_CLUSTER_NAME = "dolphin"
+#: Sends of an entry processor whose member disconnected before answering (failover).
+_EXECUTE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,14 +323,35 @@ class HazelcastMap:
         of ``resources/hazelcast/processors`` with the same factory and class ids)."""
         require_str("key", key)
         require_str("value", processor.value)
-        answer = _call(f"execute {type(processor).__name__} {self._name}",
-                       self._map.execute_on_key, key, _ProcessorStub(processor))
+        what = f"execute {type(processor).__name__} {self._name}"
+        stub = _ProcessorStub(processor)
+        retried = False
+        for attempt in range(_EXECUTE_ATTEMPTS):
+            try:
+                answer = self._map.execute_on_key(key, stub)
+                break
+            except TargetDisconnectedError as exc:
+                # The member running it went away (a failover). The client does not redo a
+                # non-idempotent call by itself; every processor here is guarded (a repeat of
+                # an applied update is refused as not newer), so sending it again is safe.
+                if attempt + 1 == _EXECUTE_ATTEMPTS:
+                    raise StoreUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+                retried = True
+                time.sleep(self._store.settings.invocation_retry_pause_s)
+            except IllegalMonitorStateError as exc:
+                raise LockNotHeldError(f"{what}: {exc}") from exc
+            except (HazelcastError, OSError) as exc:
+                raise StoreUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(answer, str):
             raise StoreUnavailableError(
                 f"execute {type(processor).__name__} {self._name}: the member answered "
                 f"{type(answer).__name__}, not the processor's JSON (is the processors jar on "
                 f"its classpath?)")
-        return Outcome.from_json(answer)
+        outcome = Outcome.from_json(answer)
+        if retried and not outcome.applied and outcome.value == processor.value:
+            # The first attempt was applied before its member went: the stored value is ours.
+            return Outcome(True, "", outcome.value)
+        return outcome
 
     def lock(self, key: str) -> None:
         """Acquire the key lock for this thread (re-entrant), waiting as long as needed."""

@@ -82,11 +82,14 @@ def run_nautilus_backtest(
     log_level: str = "ERROR",
     funding: pd.DataFrame | None = None,
     mc_gate: Any = None,
+    ob_engine: Any = None,
 ) -> tuple[ReplayResult, dict[str, Any]]:
     """Run the scans through a BacktestEngine; return the result and run statistics.
 
     ``funding`` is booked on the venue account by a ``FundingModule`` at each funding time the
-    engine accrues; ``mc_gate`` is the day's MC-Forewarner (None: open, reported ``off``).
+    engine accrues; ``mc_gate`` is the day's MC-Forewarner (None: open, reported ``off``);
+    ``ob_engine`` is the engine's OB engine (``backtest.ob_table.RecordedOb``: OB-1..OB-5, the
+    day protocol taking its OB-4 stress; None: none).
     """
     from dolphin.adapters.nautilus.fill_results import assemble
     from dolphin.adapters.nautilus.funding_module import FundingModule
@@ -120,7 +123,7 @@ def run_nautilus_backtest(
     for sym in assets:  # FACTS: one list per instrument, sort only on the last call
         engine.add_data(quotes[sym], sort=False)
     engine.add_data(custom, client_id=SCAN_CLIENT, sort=True)
-    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate),
+    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate, ob_engine=ob_engine),
                        acb=AdaptiveCircuitBreaker(cfg.acb, exf))
     strategy = DolphinStrategy(DolphinStrategyConfig(strategy_id="DOLPHIN-001"), core,
                                funding_sink=module.book)
@@ -161,11 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parity", action="store_true")
     p.add_argument("--funding", type=Path, default=None)
     p.add_argument("--no-forewarner", action="store_true")
+    p.add_argument("--ob", type=Path, default=None)
     args = p.parse_args(argv)
     from dolphin.scanner.schema import read_scans
 
     scans = read_scans(args.scans)
     from dolphin.backtest.gates import run_gates
+    from dolphin.backtest.ob_table import recorded_ob
     from dolphin.core.io import atomic_write_text
 
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
@@ -174,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     result, stats = run_nautilus_backtest(
         scans, config, exf=exf, parity=args.parity,
         exchange_info=args.exchange_info, source=str(args.scans), funding=funding, mc_gate=gate,
+        ob_engine=recorded_ob(args.ob, _bar_times(scans)),
     )
     write_outputs(result, args.out)
     atomic_write_text(args.out / "nautilus_stats.json", json.dumps(stats, indent=2) + "\n")
@@ -183,12 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 def run_in_subprocess(
     scans_path: Path, out: Path, *, config: Path | None = None, factors: Path | None = None,
     exchange_info: Path | None = None, parity: bool = False, timeout_s: float = 1800,
-    funding: Path | None = None, forewarner: bool = True,
+    funding: Path | None = None, forewarner: bool = True, ob: Path | None = None,
 ) -> dict[str, Any]:
     """Run one Nautilus backtest in a fresh interpreter; return its stats (files in ``out``)."""
     cmd = [sys.executable, "-m", "dolphin.adapters.nautilus.backtest", str(scans_path), str(out)]
     for flag, value in (("--config", config), ("--factors", factors),
-                        ("--exchange-info", exchange_info), ("--funding", funding)):
+                        ("--exchange-info", exchange_info), ("--funding", funding),
+                        ("--ob", ob)):
         if value is not None:
             cmd += [flag, str(value)]
     if parity:
@@ -199,6 +206,11 @@ def run_in_subprocess(
     if proc.returncode != 0:
         raise RuntimeError(f"nautilus backtest failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads((out / "nautilus_stats.json").read_text())
+
+
+def _bar_times(scans: pd.DataFrame):
+    """Return the scans' bar (open) times in int64 ns."""
+    return scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64")
 
 
 def _load_result(out: Path) -> ReplayResult:
@@ -228,11 +240,14 @@ def run_command(args: Any, config: DolphinConfig) -> int:
 
     scans = read_scans(args.scans)
     from dolphin.backtest.gates import run_gates
+    from dolphin.backtest.ob_table import recorded_ob
 
     exf = ExfTable.from_dir(args.factors) if args.factors is not None else None
     src = str(args.scans)
     funding, gate = run_gates(config, args.funding, args.forewarner)
-    kw = {"exf": exf, "source": src, "funding": funding, "mc_gate": gate}
+    ob_path = getattr(args, "ob", None)
+    kw = {"exf": exf, "source": src, "funding": funding, "mc_gate": gate,
+          "ob_engine": recorded_ob(ob_path, _bar_times(scans))}
     internal = (run_parity_replay(scans, config, **kw) if args.parity
                 else run_replay(scans, config, **kw))
     label_i = "internal (parity costs)" if args.parity else "internal (default costs)"
@@ -243,7 +258,7 @@ def run_command(args: Any, config: DolphinConfig) -> int:
         stats = run_in_subprocess(Path(args.scans), Path(args.out), config=args.config,
                                   factors=args.factors, exchange_info=args.exchange_info,
                                   parity=args.parity, funding=args.funding,
-                                  forewarner=args.forewarner)
+                                  forewarner=args.forewarner, ob=ob_path)
         main = _load_result(Path(args.out))
         label = "nautilus (parity costs)" if args.parity else "nautilus (venue fills)"
         other, other_label = internal, label_i

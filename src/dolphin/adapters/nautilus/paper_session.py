@@ -14,6 +14,13 @@ differs from it, or a venue that disagrees is a Cat1 invariant break: the trader
 trade (HIBERNATE) and the session ends with the reason. ``check_only`` (``dolphin
 replay-session``) reruns and compares without appending, and stops at the ledger's last row.
 
+With ``ob`` (``dolphin paper --ob FILE``) the engine runs OB-1..OB-5 on recorded order-book
+features: a ``backtest.ob_table.RecordedOb`` over the file, aligned to the replayed bars (their
+open times from the closes' grid, the bar length its modal step, as the backtest drivers align
+the scans), the day protocol taking OB-4's stress from it. The file's SHA-256 is part of the
+session's identity (``ob_sha256`` in the CONFIG row; None without a file), so a resume with
+another OB file, or without one, is refused naming the field.
+
 The store views (Bible §15) are written from the ledger's fold after every row but decisions:
 ``DOLPHIN_STATE_BLUE["latest"]`` and ``DOLPHIN_PNL_BLUE[YYYY-MM-DD]``; on start they are
 rebuilt from the whole ledger.
@@ -41,6 +48,7 @@ from dolphin.adapters.nautilus.parity_fills import venue_config
 from dolphin.adapters.nautilus.scan_driver import DolphinCore, PostureSource
 from dolphin.adapters.nautilus.strategy import DolphinStrategy, DolphinStrategyConfig
 from dolphin.alpha.engine import NDAlphaEngine
+from dolphin.backtest.ob_table import recorded_ob
 from dolphin.backtest.replay import gate_id
 from dolphin.core.clock import SimulatedClock
 from dolphin.core.config import DolphinConfig
@@ -72,6 +80,7 @@ class PaperSettings:
     log_level: str = "ERROR"
     extra: dict[str, Any] = field(default_factory=dict)
     ledger: Path | None = None  # the hash-chained ledger the session appends to (None: none)
+    ob: Path | None = None  # recorded OB features (``backtest.ob_table``) for OB-1..5 (None: off)
 
 
 def status_line(strategy: DolphinStrategy, client: ReplayDataClient | None) -> str:
@@ -316,17 +325,22 @@ def run_paper_session(
     """Run one paper session on the sandbox venue; return the session summary.
 
     ``mc_gate`` is the MC-Forewarner day gate (``backtest.gates.load_gate``); None runs open and
-    the summary says ``forewarner: off``. An existing ``s.ledger`` is resumed (module doc);
-    ``check_only`` reruns it without appending and stops at its last row.
+    the summary says ``forewarner: off``. ``s.ob`` attaches recorded OB features (module doc;
+    the summary says ``ob: FILE`` or ``ob: off``). An existing ``s.ledger`` is resumed (module
+    doc); ``check_only`` reruns it without appending and stops at its last row.
     """
     closes = load_closes(s.replay)
     ReplayDataClientFactory.closes = closes
     assets = list(closes.columns)
     cfg = venue_config(config, parity=False)
     instruments = build_instruments({a: closes[a].to_numpy(dtype=float) for a in assets})
+    # the OB table is read (and validated) before anything else runs; bars open on the grid
+    ob_engine = recorded_ob(s.ob, closes.index.as_unit("ns").asi8)
+    ob_label = str(s.ob) if s.ob is not None else "off"
     identity = {"config_id": config.id, "venue_config_id": cfg.id, "assets": assets,
                 "replay_sha256": file_sha256(s.replay), "forewarner": gate_id(mc_gate),
-                "supervised": posture_source is not None}
+                "supervised": posture_source is not None,
+                "ob_sha256": file_sha256(s.ob) if s.ob is not None else None}
     prior = prior_rows(s.ledger)
     if prior:
         check_same_session(prior, identity, s.ledger)
@@ -334,13 +348,17 @@ def run_paper_session(
              + ("check it" if check_only else "resume it"))
     elif check_only:
         raise DataError("nothing to replay: the ledger is missing or empty", source=str(s.ledger))
+    echo(f"ob: {ob_label}")
     event_clock = SimulatedClock(int(closes.index[0].value))
-    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate), posture_source=posture_source,
-                       acb=AdaptiveCircuitBreaker(cfg.acb), live_mode=True)
+    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate, ob_engine=ob_engine),
+                       posture_source=posture_source, acb=AdaptiveCircuitBreaker(cfg.acb),
+                       live_mode=True)
     session = session_name()
     settings = {"config_id": config.id, "venue_config_id": cfg.id, "config": cfg.to_dict(),
                 "replay": str(s.replay), "speed": s.speed, "warmup": s.warmup,
-                "assets": assets, "session": session, "resumed_rows": len(prior), **s.extra}
+                "assets": assets, "session": session, "resumed_rows": len(prior),
+                "ob": str(s.ob) if s.ob is not None else None,
+                "ob_sha256": identity["ob_sha256"], **s.extra}
     tlog = TradeLogger(s.log_dir, settings, session=session)
     # what the replay client reads when the node builds it (``strategy`` is bound below)
     ReplayDataClientFactory.event_clock = event_clock
@@ -358,7 +376,8 @@ def run_paper_session(
     sl = SessionLedger(s.ledger, prior, store, event_clock.now_ns, check_only,
                        direction=cfg.alpha.direction, session=session)
     sl.start(session, core, config=config.to_dict(), initial_capital=cfg.alpha.initial_capital,
-             replay=str(s.replay), warmup=s.warmup, **identity)
+             replay=str(s.replay), warmup=s.warmup,
+             ob=str(s.ob) if s.ob is not None else None, **identity)
     strategy = DolphinStrategy(
         DolphinStrategyConfig(strategy_id="DOLPHIN-PAPER-001", subscribe_quotes=True,
                               record_equity=False),
@@ -391,6 +410,7 @@ def run_paper_session(
         "capital": core.engine.capital,
         "posture": core.posture,
         "forewarner": gate_id(mc_gate),
+        "ob": ob_label,
         "mc_status": core.engine.mc_status,
         "stale_scans": core.stale_scans,
         "stale_state_events": core.stale_state_events,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from dolphin.adapters.nautilus.scan_driver import DolphinCore, OrderIntent, ScanInput, scan_inputs
 from dolphin.alpha.engine import NDAlphaEngine
-from dolphin.alpha.interfaces import McGate
+from dolphin.alpha.interfaces import McGate, ObEngine
 from dolphin.alpha.nb import TAKER_FEE
 from dolphin.backtest.replay import ReplayResult, run_notes_metrics, scan_bar_ns
 from dolphin.core.config import DolphinConfig
@@ -88,13 +88,15 @@ def run_parity_replay(
     source: str = "scans",
     funding: pd.DataFrame | None = None,
     mc_gate: McGate | None = None,
+    ob_engine: ObEngine | None = None,
 ) -> ReplayResult:
-    """Replay ``scans`` internally under the parity cost model; same outputs as the replay."""
+    """Replay ``scans`` internally under the parity cost model; same outputs as the replay
+    (``ob_engine``: the engine's OB engine, as the Nautilus strategy's engine gets it)."""
     from dolphin.adapters.nautilus.fill_results import assemble
 
     assets = validate_scans(scans, source)
     cfg = venue_config(config, parity=True)
-    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate),
+    core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate, ob_engine=ob_engine),
                        acb=AdaptiveCircuitBreaker(cfg.acb, exf))
     fills = ParityFills(core, cfg.alpha.initial_capital)
     equity = []

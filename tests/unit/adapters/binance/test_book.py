@@ -1,14 +1,29 @@
 """The local order book: Binance's sync rules on hand-built diffs, and the kernels vs a dict book.
 
-Prices and quantities are small tick integers here (the book only sees ticks).
+Prices and quantities are small tick integers here (the book only sees ticks). The storage tests
+check the tables' structure too (``assert_tables``): growth, shrinking and sizing at a snapshot.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from dolphin.adapters.binance.book import ASK, BID, BookState, OrderBook, SyncRule
+from dolphin.adapters.binance.book import (
+    _EMPTY,
+    _M_COUNT,
+    _M_FLOOR,
+    _M_HEAP,
+    _M_SHIFT,
+    ASK,
+    BID,
+    BookState,
+    OrderBook,
+    SyncRule,
+    _find_nb,
+)
 from dolphin.adapters.binance.wire import DepthDiff, DepthSnapshot
 
 SYM = "BTCUSDT"
@@ -256,6 +271,32 @@ def test_dict_book_reference_is_itself_right():
     assert ref.levels(BID, 5) == [[11, 3], [10, 1]] and ref.levels(ASK, 1) == [[19, 4]]
 
 
+def capacity(book: OrderBook) -> int:
+    """The book's hash slots per side."""
+    return book._store.shape[2]
+
+
+def assert_tables(book: OrderBook) -> None:
+    """The storage invariants: each side's dense list holds ``size`` distinct levels, every one
+    reachable through its hash slot, the load is <= 1/2, and the heap holds every live price."""
+    slots, lv, heap = book._store
+    meta = book._meta
+    cap = capacity(book)
+    assert cap & (cap - 1) == 0 and cap >= meta[_M_FLOOR]
+    assert meta[_M_SHIFT] == 64 - (cap.bit_length() - 1)
+    for side in (BID, ASK):
+        n = int(meta[_M_COUNT + side])
+        assert n == book.size(side) and 2 * n <= cap  # load <= 1/2
+        px, qty = lv[side, 0 : 2 * n : 2], lv[side, 1 : 2 * n : 2]
+        assert len(set(px.tolist())) == n and (px > 0).all() and (qty > 0).all()
+        used = slots[side][slots[side] != _EMPTY]
+        assert sorted(used.tolist()) == list(range(1, n + 1))  # one slot per level
+        for j, p in enumerate(px.tolist()):
+            assert slots[side, _find_nb(slots, lv, side, p, meta[_M_SHIFT])] == j + 1
+        live = set((px if side == ASK else -px).tolist())
+        assert live <= set(heap[side, : meta[_M_HEAP + side]].tolist())
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_book_kernels_match_a_dict_book_through_growth_and_heap_compaction(seed):
     rng = np.random.default_rng(seed)
@@ -287,4 +328,100 @@ def test_book_kernels_match_a_dict_book_through_growth_and_heap_compaction(seed)
             for side in (BID, ASK):
                 assert book.levels(side, 25).tolist() == ref.levels(side, 25)
                 assert book.size(side) == len(ref.sides[side])
+            assert_tables(book)
     assert book.size(BID) > 1000  # the table grew well past its 16 starting slots
+
+
+def _random_diff(rng, u, ref, p_remove, live_only=False):
+    """A diff of up to 40 levels, each a removal with probability ``p_remove``, applied to
+    ``ref`` too: bids in [1, 5000], asks in [5001, 10000], or (``live_only``) the live ones."""
+    pools = [np.arange(1, 5001), np.arange(5001, 10_001)]
+    if live_only:
+        pools = [np.array(sorted(ref.sides[s])) if ref.sides[s] else pools[s] for s in (BID, ASK)]
+    n = int(rng.integers(1, 40))
+    sides = np.sort(rng.integers(2, size=n))  # bids first
+    px = np.where(sides == BID, rng.choice(pools[BID], n), rng.choice(pools[ASK], n))
+    qty = np.where(rng.random(n) < p_remove, 0, rng.integers(1, 1000, size=n))
+    levels = [(int(s), int(p), int(q)) for s, p, q in zip(sides, px, qty, strict=True)]
+    for s, p, q in levels:
+        ref.apply(s, p, q)
+    return diff(u, u, u - 1, bids=[(p, q) for s, p, q in levels if s == BID],
+                asks=[(p, q) for s, p, q in levels if s == ASK])
+
+
+def assert_same_book(book: OrderBook, ref: DictBook) -> None:
+    want = [*(ref.levels(BID, 1)[0] if ref.sides[BID] else [0, 0]),
+            *(ref.levels(ASK, 1)[0] if ref.sides[ASK] else [0, 0])]
+    assert list(book.top()) == want
+    for side in (BID, ASK):
+        assert book.size(side) == len(ref.sides[side])
+        assert book.levels(side, book.size(side)).tolist() == ref.levels(side, len(ref.sides[side]))
+    assert_tables(book)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_book_that_loses_most_levels_shrinks_its_table_and_keeps_every_level(seed):
+    rng = np.random.default_rng(seed)
+    book, ref = OrderBook(SYM, SyncRule.FUTURES, capacity=16), DictBook()
+    book.on_snapshot(snapshot(1, bids=[(1000, 1)], asks=[(1_000_000, 1)]))
+    ref.apply(BID, 1000, 1)
+    ref.apply(ASK, 1_000_000, 1)
+    caps = []
+    # Grow to thousands of levels a side, then remove live levels (re-setting a few) until
+    # hardly any are left.
+    for u in range(1, 1401):
+        assert book.on_diff(_random_diff(rng, u, ref, 0.1) if u <= 700
+                            else _random_diff(rng, u, ref, 0.95, live_only=True))
+        most = max(book.size(BID), book.size(ASK))
+        assert capacity(book) <= max(16, 8 * most)  # never sparser than 1/8 above the floor
+        if caps and capacity(book) < caps[-1]:  # a shrink leaves room: load <= 1/4
+            assert capacity(book) == 16 or 4 * most <= capacity(book) < 8 * most
+        caps.append(capacity(book))
+        if u % 25 == 0:
+            assert_same_book(book, ref)
+    assert_same_book(book, ref)
+    biggest = max(caps)
+    assert biggest >= 8192 and book.size(BID) + book.size(ASK) < 100
+    assert capacity(book) <= biggest // 64  # shrunk several times, by the diffs
+    assert sum(b < a for a, b in itertools.pairwise(caps)) >= 3
+
+
+def test_a_table_never_shrinks_below_its_starting_capacity():
+    book = futures_book(capacity=1000)  # rounded up to 1024
+    book.on_snapshot(snapshot(1, bids=[(p, 1) for p in range(1, 3001)],
+                              asks=[(p, 1) for p in range(5001, 8001)]))
+    assert capacity(book) == 16384  # grown for the snapshot in one step
+    assert book.on_diff(diff(1, 2, 0, bids=[(p, 0) for p in range(1, 3001)],
+                             asks=[(p, 0) for p in range(5002, 8001)]))
+    assert (book.size(BID), book.size(ASK)) == (0, 1) and capacity(book) == 1024
+    assert book.top() == (0, 0, 5001, 1)
+    assert_tables(book)
+
+
+def test_a_diff_that_needs_room_but_leaves_the_book_sparse_ends_in_a_small_table():
+    book = futures_book(capacity=16)
+    book.on_snapshot(snapshot(1))  # 2 levels a side: 16 slots
+    # 200 removals of absent prices: room for 200 new levels is needed first (the table grows),
+    # then nothing is left but the 4 levels (it shrinks back within the same diff).
+    assert book.on_diff(diff(1, 2, 0, bids=[(p, 0) for p in range(1, 99)],
+                             asks=[(p, 0) for p in range(103, 205)]))
+    assert capacity(book) == 16 and book.top() == (100, 5, 101, 3)
+    assert book.levels(BID, 5).tolist() == [[100, 5], [99, 7]]
+    assert_tables(book)
+
+
+def test_a_table_grown_by_the_diffs_shrinks_back_at_the_snapshot_of_a_resync():
+    book = futures_book(capacity=16)
+    big = [(p, 1) for p in range(1, 2001)]
+    book.on_snapshot(snapshot(1, bids=big, asks=[(p, 1) for p in range(3001, 5001)]))
+    assert capacity(book) == 8192 and book.size(BID) == 2000  # grown for it in one step
+    for u in range(1, 11):  # more levels: the table grows
+        assert book.on_diff(diff(u, u, u - 1, asks=[(p, 2) for p in range(5001 + 500 * u,
+                                                                             5501 + 500 * u)]))
+    assert capacity(book) == 16384
+    assert not book.on_diff(diff(20, 20, 19))  # a gap: resync
+    book.on_snapshot(snapshot(30, bids=[(100, 5), (99, 7)], asks=[(101, 3)]))
+    assert capacity(book) == 16 and book.size(BID) == 2 and book.size(ASK) == 1
+    assert book.on_diff(diff(30, 31, 30, asks=[(102, 9)]))
+    assert book.top() == (100, 5, 101, 3) and book.levels(ASK, 3).tolist() == [[101, 3], [102, 9]]
+    assert_tables(book)
