@@ -38,7 +38,6 @@ verdict.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,16 +51,13 @@ from dolphin.features.exf import FACTORS
 from dolphin.risk.acb import AcbDay, AdaptiveCircuitBreaker, verdict_bounds
 from dolphin.services.component import Component
 from dolphin.services.exf_service import live_factors
+from dolphin.services.ob_provider import ObDays
 from dolphin.services.obf_service import LATEST_MACRO as OB_LATEST_MACRO
 from dolphin.store.errors import MalformedValueError
 from dolphin.store.ports import EntryEvent, Store
 from dolphin.store.processors import AcbApply, parse_envelope
 from dolphin.store.schema import ACB_BOOST, EXF_LATEST, FEATURES, OB, decode_value, encode_value
 from dolphin.store.values import MAX_CLOCK_SKEW_S, MalformedCounter
-
-NS_PER_DAY = 86_400_000_000_000
-#: Days of OB cycle counts kept before the newest cycle's day (only the previous day is read).
-OB_KEEP_DAYS = 3
 
 
 class _LiveFactors:
@@ -73,48 +69,6 @@ class _LiveFactors:
     def for_date(self, date: str) -> dict[str, float]:
         """Return the live factors (the date is the processor's current day)."""
         return dict(self.values)
-
-
-class ObDays:
-    """OB-4's cycle counts per UTC day from the live macro (module docstring); thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[int, list[int]] = {}  # UTC day number -> [cycles, cycles at +1]
-        self.newest_ns: int | None = None
-        self.ignored = 0
-
-    def add(self, ts_ns: int, regime: float) -> bool:
-        """Count one cycle; return False (and count it ignored) when it is not newer."""
-        with self._lock:
-            if self.newest_ns is not None and ts_ns <= self.newest_ns:
-                self.ignored += 1  # a re-delivery of a cycle already counted
-                return False
-            self.newest_ns = ts_ns
-            day = ts_ns // NS_PER_DAY
-            counts = self._counts.setdefault(day, [0, 0])
-            counts[0] += 1
-            counts[1] += regime == 1.0
-            for old in [d for d in self._counts if d < day - OB_KEEP_DAYS]:
-                del self._counts[old]
-            return True
-
-    def ignore(self) -> None:
-        """Count one cycle value that is not counted."""
-        with self._lock:
-            self.ignored += 1
-
-    def counts(self, day: int) -> tuple[int, int]:
-        """Return ``(cycles, cycles with regime +1)`` of UTC day number ``day``."""
-        with self._lock:
-            n, stressed = self._counts.get(day, (0, 0))
-        return n, stressed
-
-    def stress(self, date: str) -> float:
-        """Return OB-4's stress of ``date`` (YYYY-MM-DD): the previous UTC day's share of
-        cycles with regime +1, 0.0 when it has none (``ObTable.daily_ob_stress``)."""
-        n, stressed = self.counts(int(np.datetime64(date, "D").astype(np.int64)) - 1)
-        return float(stressed) / float(n) if n else 0.0
 
 
 class AcbProcessor(Component):

@@ -82,9 +82,55 @@ _PREFIX = f"{OB_FEATURE}_"
 #: The record fields the engine reads, in its per-asset / macro order (alpha.layout).
 ENGINE_FIELDS = tuple(OBF_FEATURES[i] for i in ENGINE_ASSET_COLS)
 ENGINE_MACRO_FIELDS = tuple(OBF_MACRO[i] for i in ENGINE_MACRO_COLS)
-_STRESS = 1.0  # regime_signal of withdrawal stress (§9.2)
 _REGIME = ENGINE_MACRO_FIELDS.index("regime_signal")
-_DAYS_KEPT = 8
+#: Days of OB cycle counts kept before the newest cycle's day (only the previous day is read).
+OB_KEEP_DAYS = 3
+
+
+class ObDays:
+    """OB-4's cycle counts per UTC day from the live macro: each cycle once, in time order (the
+    service publishes one cycle after another; a repeat or an older cycle is ``ignored``).
+    ``stress(date)`` is the previous UTC day's share of cycles with regime +1, 0.0 without any:
+    ``ObTable.daily_ob_stress``'s rule. The provider and the ACB processor both count with it.
+    Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[int, list[int]] = {}  # UTC day number -> [cycles, cycles at +1]
+        self.newest_ns: int | None = None
+        self.ignored = 0
+
+    def add(self, ts_ns: int, regime: float) -> bool:
+        """Count one cycle; return False (and count it ignored) when it is not newer."""
+        with self._lock:
+            if self.newest_ns is not None and ts_ns <= self.newest_ns:
+                self.ignored += 1  # a re-delivery of a cycle already counted
+                return False
+            self.newest_ns = ts_ns
+            day = ts_ns // _NS_PER_DAY
+            counts = self._counts.setdefault(day, [0, 0])
+            counts[0] += 1
+            counts[1] += regime == 1.0  # regime_signal +1: withdrawal stress (§9.2)
+            for old in [d for d in self._counts if d < day - OB_KEEP_DAYS]:
+                del self._counts[old]
+            return True
+
+    def ignore(self) -> None:
+        """Count one cycle value that is not counted."""
+        with self._lock:
+            self.ignored += 1
+
+    def counts(self, day: int) -> tuple[int, int]:
+        """Return ``(cycles, cycles with regime +1)`` of UTC day number ``day``."""
+        with self._lock:
+            n, stressed = self._counts.get(day, (0, 0))
+        return n, stressed
+
+    def stress(self, date: str) -> float:
+        """Return OB-4's stress of ``date`` (YYYY-MM-DD): the previous UTC day's share of
+        cycles with regime +1, 0.0 when it has none (``ObTable.daily_ob_stress``)."""
+        n, stressed = self.counts(int(np.datetime64(date, "D").astype(np.int64)) - 1)
+        return float(stressed) / float(n) if n else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +244,7 @@ class ObProvider:
         self._hist: dict[str, tuple[ObEntry, ...]] = {}
         self._book_ns: dict[str, int] = {}  # newest record with a known book (ok or dark)
         self._macro = _NO_MACRO
-        self._days: dict[int, list[int]] = {}  # UTC day -> [cycles, stressed cycles]
+        self.days = ObDays()  # OB-4's cycle counts per UTC day
         self._asked: tuple[str, ...] = ()
         self._registrations: list[tuple[Any, str]] = []
         self._file_key: tuple[int, int] | None = None
@@ -345,12 +391,8 @@ class ObProvider:
             ts, first = np.unique(ts, return_index=True)  # sorted, one value per cycle
             keep = slice(-self.macro_history, None)
             self._macro = _MacroBook(ts[keep], vals[first][keep])
-            for t, v in new:
-                day = self._days.setdefault(t // _NS_PER_DAY, [0, 0])
-                day[0] += 1
-                day[1] += v[_REGIME] == _STRESS
-            for d in sorted(self._days)[:-_DAYS_KEPT]:
-                del self._days[d]
+            for t, v in sorted(new, key=lambda item: item[0]):
+                self.days.add(t, float(v[_REGIME]))
             self.received += len(new)
         return len(new)
 
@@ -423,11 +465,7 @@ class ObProvider:
     def daily_ob_stress(self, date: str) -> float:
         """Return OB-4's stress of ``date`` (YYYY-MM-DD): the share of the PREVIOUS UTC day's
         cycles seen here whose regime is +1 (0.0 when none was seen), as the backtest does."""
-        import datetime as dt
-
-        day = dt.date.fromisoformat(date) - dt.date(1970, 1, 1)
-        counts = self._days.get(day.days - 1)
-        return counts[1] / counts[0] if counts and counts[0] else 0.0
+        return self.days.stress(date)
 
     # ------------------------------------------------------------------ ages and sensors
     @property

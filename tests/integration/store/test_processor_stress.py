@@ -52,6 +52,7 @@ store.close()
 
 def test_concurrent_writers_lose_nothing_across_a_killed_member(tmp_path: Path) -> None:
     cluster = LocalCluster(make_spec(tmp_path, 2))
+    procs: list[subprocess.Popen] = []
     try:
         cluster.start()
         addresses = ",".join(cluster.addresses)
@@ -66,7 +67,7 @@ def test_concurrent_writers_lose_nothing_across_a_killed_member(tmp_path: Path) 
 
             watcher.map(SAFETY).add_listener(on_event, key="latest")
             env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-            procs = [subprocess.Popen(
+            procs += [subprocess.Popen(
                 [sys.executable, "-c", WRITER, str(w), str(UPDATES), str(WRITERS), str(SEED),
                  addresses, TEST_CLUSTER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, env=env) for w in range(WRITERS)]  # fmt: skip
@@ -95,4 +96,8 @@ def test_concurrent_writers_lose_nothing_across_a_killed_member(tmp_path: Path) 
         # The cell's history as the listener saw it only ever moved forward.
         assert events == sorted(set(events))
     finally:
+        for p in procs:  # a failed assertion must not leave a writer behind
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
         cluster.stop()

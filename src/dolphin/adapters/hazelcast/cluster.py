@@ -87,6 +87,18 @@ def jar_url(version: str = HAZELCAST_VERSION) -> str:
     return f"{MAVEN_CENTRAL}/com/hazelcast/hazelcast/{version}/hazelcast-{version}.jar"
 
 
+def jar_override(env: str) -> Path | None:
+    """Return the jar the environment variable ``env`` names (None when unset); a name that is
+    not a file is a ConfigError."""
+    override = os.environ.get(env)
+    if not override:
+        return None
+    path = Path(override)
+    if not path.is_file():
+        raise ConfigError(f"{env}={path} does not name a file")
+    return path
+
+
 def resolve_jar(
     version: str = HAZELCAST_VERSION,
     *,
@@ -100,12 +112,9 @@ def resolve_jar(
     a concurrent or interrupted download never leaves a bad jar behind (and the next run removes
     the temporary file a killed download left).
     """
-    override = os.environ.get("HAZELCAST_JAR")
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            raise ConfigError(f"HAZELCAST_JAR={path} does not name a file")
-        return path
+    override = jar_override("HAZELCAST_JAR")
+    if override is not None:
+        return override
     cache = cache_dir or default_cache_dir()
     jar = cache / f"hazelcast-{version}.jar"
     sha_file = jar.with_name(jar.name + ".sha1")

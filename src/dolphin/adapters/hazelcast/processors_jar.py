@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -64,13 +63,11 @@ def module_hash(files: list[tuple[str, bytes]] | None = None) -> str:
 
 def resolve_processors_jar(cache_dir: Path | None = None) -> Path:
     """Return the processors jar, building it into the cache when missing."""
-    override = os.environ.get(JAR_ENV)
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            raise ConfigError(f"{JAR_ENV}={path} does not name a file")
-        return path
-    from dolphin.adapters.hazelcast.cluster import default_cache_dir
+    from dolphin.adapters.hazelcast.cluster import default_cache_dir, jar_override
+
+    override = jar_override(JAR_ENV)
+    if override is not None:
+        return override
 
     cache = cache_dir or default_cache_dir()
     files = module_files()
