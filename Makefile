@@ -17,6 +17,8 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python -m dolphin run
+	@rm -rf runs/mesh-demo
+	$(BIN)/python -m dolphin mesh up --foreground --duration 60 --speed 3000 --run-dir runs/mesh-demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

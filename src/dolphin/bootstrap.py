@@ -16,20 +16,23 @@ from dolphin.core.config import DolphinConfig
 from dolphin.core.errors import ConfigError
 from dolphin.store.ports import Store
 
-STORE_SCHEMES = ("memory", "hazelcast")
+STORE_SCHEMES = ("memory", "hazelcast", "tcp")
 #: Where orders go: the Nautilus sandbox (paper), or Binance USDT-M testnet / live.
 VENUES = ("paper", "binance-testnet", "binance")
 
 
 def open_store(url: str = "memory://", **settings: Any) -> Store:
-    """Open the store named by ``url`` (``memory://`` or ``hazelcast://host:port,...``).
+    """Open the store named by ``url``: ``memory://``, ``hazelcast://host:port,...`` or
+    ``tcp://127.0.0.1:PORT`` (the embedded store served to the mesh's processes,
+    ``adapters.netstore``; settings: ``timeout_s``, ``connect_timeout_s``).
 
     The Hazelcast client is imported only for a ``hazelcast://`` URL, so the embedded default
     never loads it.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigError(f"store URL {url!r} must look like memory:// or hazelcast://host:port")
+        raise ConfigError(f"store URL {url!r} must look like memory://, hazelcast://host:port "
+                          "or tcp://127.0.0.1:port")
     if scheme == "memory":
         from dolphin.store.memory import MemoryStore
 
@@ -38,6 +41,10 @@ def open_store(url: str = "memory://", **settings: Any) -> Store:
         from dolphin.adapters.hazelcast.store import HazelcastStore
 
         return HazelcastStore.connect(rest, **settings)
+    if scheme == "tcp":
+        from dolphin.adapters.netstore.client import NetStore
+
+        return NetStore.connect(rest, **settings)
     raise ConfigError(f"store URL {url!r}: unknown scheme (known: {', '.join(STORE_SCHEMES)})")
 
 

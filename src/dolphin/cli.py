@@ -44,7 +44,7 @@ OUTPUT_ARGS = ("out", "log_dir", "state_dir")
 COMMAND_MODULES = (
     "run", "data", "config", "scan", "hz", "backtest", "mc", "paper",
     "sweep", "walkforward", "optimize", "study", "ledger", "replay_session", "book",
-    "exchange", "factors", "obf",
+    "exchange", "factors", "obf", "mesh",
 )  # fmt: skip
 
 

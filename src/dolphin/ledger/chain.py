@@ -30,7 +30,7 @@ from dolphin.core.errors import BadInputError, DataError
 GENESIS = "0" * 64
 #: What a row can record.
 KINDS = ("CONFIG", "DECISION", "DENIAL", "ORDER", "FILL", "POSITION", "FUNDING", "CAPITAL",
-         "POSTURE", "SESSION")
+         "POSTURE", "SESSION", "SCAN")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (

@@ -8,7 +8,9 @@ rebuilt exactly as they were; once the rerun has regenerated the last row it app
 The first row that differs is an invariant break: the rerun stops appending and reports it.
 
 ``SESSION`` rows (one per start) record restarts and the ``CONFIG`` row the session itself
-(a restart checks it against its own config and data instead): neither is regenerated.
+(a restart checks it against its own config and data instead): neither is regenerated. Nor are
+``SCAN`` rows: a trader fed by the store (the mesh) journals each scan it takes before acting on
+it, and its rerun takes them back as its input.
 With no ledger to append to (``dolphin replay-session``) the check ends at the last row.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 from dolphin.ledger.chain import Ledger, Row, body_text
 
 #: Rows a rerun does not regenerate.
-NOT_REGENERATED = frozenset({"SESSION", "CONFIG"})
+NOT_REGENERATED = frozenset({"SESSION", "CONFIG", "SCAN"})
 #: How much of a body a mismatch line shows.
 SHOW_CHARS = 240
 

@@ -216,7 +216,15 @@ class SurvivalController:
                 last, target, dt_min, cfg.recovery_alpha_per_min, cfg.recovery_rate_per_min
             )
         self._last_rm, self._last_ns = rm, now_ns
-        code = self._step_posture(rm, cats[_INV] == 0.0)
+        if last is None:
+            # The first reading has no history to damp: the posture starts where Rm is (a
+            # controller started over a broken sensor is not APEX for two updates).
+            h = self._hyst
+            h.code = POSTURE_HIBERNATE if cats[_INV] == 0.0 else posture_level(rm, cfg)
+            h.down = h.up = 0
+            code = h.code
+        else:
+            code = self._step_posture(rm, cats[_INV] == 0.0)
         return SurvivalReading(
             now_ns, rm, target, POSTURES[code], tuple(cats), tuple(drivers), degraded
         )

@@ -239,3 +239,24 @@ class TestStaleStateGuard:
         snap = st.core.gate_snap("APEX")
         assert snap._fields == ("acb_boost", "acb_beta", "posture", "mc_gate_open")
         assert np.isfinite(snap.acb_boost)
+
+
+class TestLivePosturePerBar:
+    def test_a_posture_change_mid_day_applies_on_the_next_scan(self):
+        # reads: scan 0's day start and its end-of-step check, then scan 1's read before its
+        # step: the watchdog's HIBERNATE arrives between scan 0 and scan 1, same UTC day
+        answers = iter(["APEX", "APEX", "HIBERNATE"])
+        st = _strategy(posture_source=lambda: next(answers, "HIBERNATE"), live_mode=True)
+        scans = _scans(3)[1]
+        st.core.on_scan(scans[0], age_s=0.0)
+        assert st.core.posture == "APEX" and st.core.engine.posture == "APEX"
+        st.core.on_scan(scans[1], age_s=0.0)
+        assert st.core.posture == "HIBERNATE" and st.core.engine.posture == "HIBERNATE"
+
+    def test_replay_mode_keeps_the_days_posture(self):
+        answers = iter(["APEX", "HIBERNATE"])
+        st = _strategy(posture_source=lambda: next(answers, "HIBERNATE"), live_mode=False)
+        scans = _scans(3)[1]
+        st.core.on_scan(scans[0])
+        st.core.on_scan(scans[1])
+        assert st.core.engine.posture == "APEX"  # read once, at the day's start

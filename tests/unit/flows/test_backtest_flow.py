@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from dolphin.backtest.replay import run_replay
 from dolphin.core.config import DolphinConfig
 from tests.kit.scans import random_scans
-
-
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
 
 
 def test_the_flow_writes_what_the_replay_computes(harness, tmp_path):

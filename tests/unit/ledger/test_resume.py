@@ -120,3 +120,22 @@ def test_a_failpoint_kills_the_process_and_the_ledger_keeps_whole_rows(tmp_path,
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     v = verify(path)
     assert v.ok and v.rows == rows
+
+
+def test_journalled_scans_are_inputs_not_regenerated(tmp_path):
+    # a store-fed trader's SCAN rows are what its rerun feeds back, so the rerun is checked
+    # against the other rows only, and a SCAN appended after catching up is a new row
+    path = tmp_path / "scan.db"
+    with Ledger(path) as led:
+        led.append("CONFIG", {"config_id": "c"}, 1)
+        led.append("SCAN", {"scan_number": 5}, 10)
+        led.append("DECISION", {"scan_number": 5}, 10)
+        led.append("SCAN", {"scan_number": 6}, 20)  # journalled, then the process died
+        rows = list(led.rows())
+        res = ResumingLedger(rows, led)
+        assert [r.kind for r in res.expected] == ["DECISION"]
+        assert res.append("DECISION", {"scan_number": 5}, 10) is rows[2]
+        assert res.caught_up
+        decided = res.append("DECISION", {"scan_number": 6}, 20)  # the scan it never decided
+        assert decided.seq == 5 and res.appended == 1
+    assert verify(path).ok

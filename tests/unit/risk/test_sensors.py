@@ -55,14 +55,15 @@ def test_orange_and_seven_hours_stale_is_0358_and_hibernates_not_turtle():
     # §11.2: base(ORANGE) = 0.5, decay = exp(-max(0, 7 - 6) / 3) = exp(-1/3) = 0.71653;
     # Cat2 = 0.5 x 0.71653 = 0.35827. §11.3 with Cat1 = Cat5 = Cat3 = Cat4 = 1: r = 0.35827, one
     # degraded category (no collapse penalty). §11.5: 0.358 < 0.50 -> HIBERNATE (the minimum of
-    # the two sensors would give 0.50 -> TURTLE). §11.6: two updates below to move down.
+    # the two sensors would give 0.50 -> TURTLE). The first update has no history to damp: the
+    # posture starts at HIBERNATE (a controller started over a broken sensor is never APEX).
     c = SurvivalController(CFG)
     readings = {**HEALTHY, "mc_status": 1.0, "mc_age_h": 7.0}
     first = c.update(readings, 0)
     second = c.update(readings, MIN)
     assert first.categories[Category.STRUCTURAL] == pytest.approx(0.35827, abs=5e-6)
     assert first.r_target == pytest.approx(0.35827, abs=5e-6) and first.degraded == 1
-    assert first.posture == "APEX" and second.posture == "HIBERNATE"
+    assert first.posture == "HIBERNATE" and second.posture == "HIBERNATE"
     assert second.drivers[Category.STRUCTURAL] == "mc_status"  # 0.5 < 0.717
 
 
@@ -142,3 +143,17 @@ def test_invalid_dvol_is_not_remembered_as_the_previous_reading():
     assert out.categories[Category.ENVIRONMENTAL] == pytest.approx(
         0.3 + 0.7 * (1.0 - math.exp(-1.0 / 60.0))
     )
+
+
+def test_the_first_update_starts_where_rm_is_and_later_ones_are_damped():
+    # §11.5 bands: 0.6 is TURTLE (0.50 <= 0.6 < 0.75). The first reading sets the posture at
+    # once; a later drop needs hysteresis_down (2) updates, a rise hysteresis_up (5).
+    cold = SurvivalController(CFG)
+    half = {**HEALTHY, "mc_status": 1.0}  # ORANGE -> Cat2 = 0.5 -> Rm 0.5: TURTLE
+    assert cold.update(half, 0).posture == "TURTLE"
+    broken = SurvivalController(CFG)
+    assert broken.update({**HEALTHY, "ledger_ok": 0.0}, 0).posture == "HIBERNATE"
+    warm = SurvivalController(CFG)
+    assert warm.update(HEALTHY, 0).posture == "APEX"
+    assert warm.update(half, MIN).posture == "APEX"  # one update below: not yet
+    assert warm.update(half, 2 * MIN).posture == "TURTLE"

@@ -69,6 +69,18 @@ def load_closes(path: str | Path) -> pd.DataFrame:
     return wide.reindex(pd.date_range(wide.index[0], wide.index[-1], freq=step))
 
 
+def quote_tick(cache, sym: str, close: float, now: int, spread_ticks: float) -> QuoteTick | None:
+    """The quote a replayed close becomes: ``spread_ticks`` exchange ticks wide around it,
+    deep enough for any order (None without an instrument or a real close)."""
+    inst = cache.instrument(instrument_id(sym))
+    if inst is None or not np.isfinite(close) or close <= 0:
+        return None
+    half = spread_ticks * float(inst.price_increment) / 2
+    size = Quantity(QUOTE_SIZE, inst.size_precision)
+    return QuoteTick(inst.id, Price(close - half, inst.price_precision),
+                     Price(close + half, inst.price_precision), size, size, now, now)
+
+
 class ReplayDataClientConfig(LiveDataClientConfig, frozen=True, kw_only=True):
     """Where and how fast to replay."""
 
@@ -112,13 +124,7 @@ class ReplayDataClient(LiveMarketDataClient):
         return None
 
     def _quote(self, sym: str, close: float, now: int) -> QuoteTick | None:
-        inst = self._cache.instrument(instrument_id(sym))
-        if inst is None or not np.isfinite(close) or close <= 0:
-            return None
-        half = self.spread_ticks * float(inst.price_increment) / 2
-        size = Quantity(QUOTE_SIZE, inst.size_precision)
-        return QuoteTick(inst.id, Price(close - half, inst.price_precision),
-                         Price(close + half, inst.price_precision), size, size, now, now)
+        return quote_tick(self._cache, sym, close, now, self.spread_ticks)
 
     def emit_bar(self, i: int) -> None:
         """Publish bar ``i``: the quotes, then the scan computed from them."""
@@ -196,11 +202,14 @@ class ReplayDataClientFactory(LiveDataClientFactory):
         return client
 
 
-def sandbox_node(replay: ReplayDataClientConfig, *, initial: float, log_level: str = "ERROR",
-                 loop: asyncio.AbstractEventLoop | None = None) -> TradingNode:
-    """Build (not start) a TradingNode: replay data client + sandbox execution on BINANCE."""
+def sandbox_node(replay: LiveDataClientConfig, *, initial: float, log_level: str = "ERROR",
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 factory: type[LiveDataClientFactory] | None = None,
+                 trader_id: str = "DOLPHIN-PAPER") -> TradingNode:
+    """Build (not start) a TradingNode: a scan data client (the replay client, or ``factory``'s
+    for ``replay``) + sandbox execution on BINANCE."""
     config = TradingNodeConfig(
-        trader_id="DOLPHIN-PAPER",
+        trader_id=trader_id,
         logging=LoggingConfig(log_level=log_level),
         data_clients={REPLAY_CLIENT: replay},
         exec_clients={SANDBOX_CLIENT: SandboxExecutionClientConfig(
@@ -212,7 +221,7 @@ def sandbox_node(replay: ReplayDataClientConfig, *, initial: float, log_level: s
         timeout_post_stop=1.0,
     )
     node = TradingNode(config=config, loop=loop)
-    node.add_data_client_factory(REPLAY_CLIENT, ReplayDataClientFactory)
+    node.add_data_client_factory(REPLAY_CLIENT, factory or ReplayDataClientFactory)
     node.add_exec_client_factory(SANDBOX_CLIENT, SandboxLiveExecClientFactory)
     return node
 

@@ -229,9 +229,10 @@ class StoreViews:
         self.writes = 0
 
     def on_row(self, row: Row) -> None:
-        """Fold ``row``; publish the state (and the day it changed) unless rerunning."""
+        """Fold ``row``; publish the state (and the day it changed) unless rerunning (decisions
+        and journalled scans change nothing the store shows)."""
         day = self.view.apply(row)
-        if row.kind != "DECISION" and self.live():
+        if row.kind not in ("DECISION", "SCAN") and self.live():
             self.publish(day)
 
     def publish(self, day: str | None = None) -> None:

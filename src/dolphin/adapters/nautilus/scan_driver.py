@@ -170,6 +170,15 @@ class DolphinCore:
             return "APEX"
         return self.posture_guard.read(self.posture_source)
 
+    def apply_posture(self, posture: str) -> bool:
+        """Apply a posture that changed since the last scan (the watchdog's per-bar posture,
+        §11.7: a downgrade takes effect on the next bar, not the next day); report a change."""
+        if posture == self.posture:
+            return False
+        self.posture = posture
+        self.engine.set_posture(posture)
+        return True
+
     # ------------------------------------------------------------ §14.1 date boundary
     @property
     def days(self) -> list[DaySummary]:
@@ -234,7 +243,9 @@ class DolphinCore:
                 return StepOutcome(skipped=skip)
         # The day begins first: a verdict the processor wrote for this day at its open must not
         # be overwritten by the day's own start (it arrives before the day's first scan).
-        self.roll_date(scan.bar_ts_ns)
+        # the day's first scan has just read the posture; any later one reads it again
+        if not self.roll_date(scan.bar_ts_ns) and self.live_mode and self.posture_source:
+            self.apply_posture(self.read_posture())
         self.drain_acb()
         if hibernate_skips(self.engine):
             return StepOutcome(skipped="hibernate")  # hard skip: the engine is not stepped

@@ -1,0 +1,1 @@
+"""Prefect adapter: the local Prefect server (``prefect server start``, SQLite), a child."""

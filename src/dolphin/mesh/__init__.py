@@ -1,0 +1,1 @@
+"""The mesh: DOLPHIN's services run as supervised OS processes (``dolphin mesh``)."""
