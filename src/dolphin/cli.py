@@ -12,6 +12,10 @@ error's exit code; nothing else is caught, except the two ways a user ends a com
   silence, with stdout pointed at /dev/null so the interpreter's last flush cannot fail again
   (the recipe of the Python docs, "Note on SIGPIPE").
 
+``-v/--verbose`` (debug) and ``-q/--quiet`` (warnings only, no progress bars) are taken from
+anywhere on the command line (``dolphin sweep ... -v`` as well as ``dolphin -v sweep ...``),
+up to a ``--`` (``log_level``); every subcommand's ``--help`` shows each option's default.
+
 Before a handler runs, temporary files a SIGKILLed earlier run left beside its outputs
 (``--out``, ``--log-dir``, ``--state-dir``) are removed (``core.io.remove_stale_temps``). Run as
 the console command (no ``argv`` given), every child process it forks (``--workers``) ignores
@@ -44,7 +48,7 @@ OUTPUT_ARGS = ("out", "log_dir", "state_dir")
 COMMAND_MODULES = (
     "run", "data", "config", "scan", "hz", "backtest", "mc", "paper",
     "sweep", "walkforward", "optimize", "study", "ledger", "replay_session", "book",
-    "exchange", "factors", "obf", "mesh",
+    "exchange", "factors", "obf", "mesh", "runs", "tui", "edge",
 )  # fmt: skip
 
 
@@ -55,11 +59,64 @@ def build_parser() -> argparse.ArgumentParser:
         description="DOLPHIN: correlation-structure crypto perpetual-futures trading system.",
     )
     parser.add_argument("--version", action="version", version=f"dolphin {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging (anywhere on the command line)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="warnings and errors only, no progress bars (anywhere)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"dolphin.commands.{name}").register(sub)
     return parser
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Append ``(default: X)`` to an option's help unless it says its default already, the
+    default is None or it is a flag (``store_true``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings
+                or (isinstance(default, bool) and action.nargs == 0)):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    """The subcommands' parser: help with defaults (nested subcommands inherit the class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
+LOG_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
+
+
+def log_flags(argv: Sequence[str]) -> tuple[list[str], set[str]]:
+    """Return ``argv`` without its ``-v/-q`` flags (before a ``--``) and the flags' names.
+
+    ``-vq``-style bundles of only these letters count too; anything else is left to argparse.
+    """
+    rest, seen, args = [], set(), list(argv)
+    for i, tok in enumerate(args):
+        if tok == "--":
+            return rest + args[i:], seen
+        if tok in LOG_FLAGS:
+            seen.add(LOG_FLAGS[tok])
+        elif len(tok) > 2 and tok[0] == "-" and tok[1] != "-" and set(tok[1:]) <= {"v", "q"}:
+            seen.update(LOG_FLAGS[f"-{c}"] for c in tok[1:])
+        else:
+            rest.append(tok)
+    return rest, seen
+
+
+def log_level(flags: set[str]) -> int:
+    """Return the logging level of the ``-v/-q`` flags given (``-v`` wins over ``-q``)."""
+    if "verbose" in flags:
+        return logging.DEBUG
+    return logging.WARNING if "quiet" in flags else logging.INFO
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        rest, flags = log_flags(argv)
+        args = parser.parse_args(rest)
+        args.verbose, args.quiet = "verbose" in flags, "quiet" in flags and "verbose" not in flags
+        args.argv = list(argv)  # what the run index records
         args.command_line = "dolphin " + shlex.join(argv)  # for "re-run with: ..." lines
         code = _dispatch(parser, args)
         if not ctrl_c.pending:
@@ -128,10 +188,9 @@ class _CtrlC:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    level = log_level({n for n in ("verbose", "quiet") if getattr(args, n, False)})
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(level)  # basicConfig is a no-op once a handler exists
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -13,6 +13,9 @@ parquet, so anyone can recompute ``metrics.json`` from the files.
 - Geometric growth rate = (final / initial)^(1 / days) − 1 per day.
 - Exposure = share of bars with an open position; average hold in bars.
 - ``trades_sha256``: SHA-256 of the trades table in a canonical binary form (``table_sha256``).
+- Annualised figures (Sharpe, Sortino, Calmar) from fewer than ``MIN_ANNUALISE_DAYS`` days are
+  not meaningful: every place that shows them shows the sample and ``annualisation_caveat``
+  (their bootstrap intervals: ``backtest.stats.sample_figures``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,38 @@ import pandas as pd
 from dolphin.core.enums import BUCKETS, EXIT_REASONS, POSTURES, Direction
 
 SQRT365 = math.sqrt(365.0)
+#: Below this many days the √365 / 365-day annualisation of a run says nothing reliable.
+MIN_ANNUALISE_DAYS = 30
+ANNUALISED = ("sharpe", "sortino", "calmar")
+
+
+def annualisation_caveat(days: int, trades: int) -> str | None:
+    """Return the warning an annualised figure from ``days`` days carries (None from 30 on)."""
+    if days >= MIN_ANNUALISE_DAYS:
+        return None
+    return (f"{days} days, {trades} trades: annualised figures ({', '.join(ANNUALISED)}) are "
+            f"not meaningful under {MIN_ANNUALISE_DAYS} days")
+
+
+def ratio_rows(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return per row the annualised Sharpe and Sortino of a runs × days return matrix, NaN
+    where undefined (the arithmetic ``metrics_columns`` applies to one run at a time)."""
+    mean, sd, downside = _risk_ratios(r)
+    nan = np.full(r.shape[0], np.nan)
+    if r.shape[1] < 2:
+        return nan, nan.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharpe = np.where(sd > 0, mean / sd * SQRT365, np.nan)
+        sortino = np.where(downside > 0, mean / downside * SQRT365, np.nan)
+    return sharpe, sortino
+
+
+def cagr(growth: np.ndarray | float, days: int) -> np.ndarray | float:
+    """Return (final / initial)^(365 / days) − 1, −1 where the growth is not positive."""
+    g = np.asarray(growth, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out = np.where(g > 0, np.abs(g) ** (365.0 / max(days, 1)) - 1.0, -1.0)
+    return float(out) if out.ndim == 0 else out
 
 
 #: The trades table, in column order: (column, ``TRADE_DTYPE`` field, kind). A kind is "int",

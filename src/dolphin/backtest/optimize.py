@@ -11,6 +11,7 @@ Space YAML: ``name: {low, high[, log]}`` (int when both bounds are ints) or ``na
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,12 @@ def optimize(
     batch: int = 16,
     base: DolphinConfig | None = None,
     hell: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Run ``n_trials`` seeded TPE trials; return every trial's row and the summary."""
+    """Run ``n_trials`` seeded TPE trials; return every trial's row and the summary.
+
+    ``on_batch(n)`` is called after each batch with the trials made so far (a progress hook).
+    """
     import optuna
 
     if n_trials < 1 or batch < 1:
@@ -100,6 +105,8 @@ def optimize(
             rows.append({"trial": t.number, **p, **row, "objective": value})
         if not ok:
             rows.append({"trial": trials[-1].number, "objective": np.nan, "invalid": True})
+        if on_batch is not None:
+            on_batch(len(rows))
     df = pd.DataFrame(rows)
     return df, _summary(df)
 

@@ -9,11 +9,17 @@ Decisions where issue 5 is silent: every window (train and test) starts from a f
 and the config's initial capital, reading only its own rows (no state or price history leaks
 across the boundary; each test window loses its first ``lookback`` bars to the warm-up, as a
 fresh live start would); DSR within a train window counts that window's trials only.
+
+Each window row carries its test days and their daily returns (``oos_dates``,
+``oos_daily_returns``: the stitched equity is drawn from them) and the test run's
+``oos_trades_sha256``, so a ``dolphin backtest`` of the window's pick on the test days can be
+checked against it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,15 +72,20 @@ def walk_forward(
     select: str = "dsr",
     hell: bool = False,
     exf=None,
+    on_window: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Return the per-window table and the stitched out-of-sample metrics."""
+    """Return the per-window table and the stitched out-of-sample metrics.
+
+    ``on_window(done, total)`` is called after each window (a progress bar's hook).
+    """
     if select not in SELECT:
         raise ConfigError(f"select must be one of {SELECT}, got {select!r}")
     ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     day_no = ts // 86_400_000_000_000
     days = np.unique(day_no)
     rows, stitched = [], []
-    for lo, mid, hi in day_windows(len(days), train_days, test_days):
+    windows = day_windows(len(days), train_days, test_days)
+    for lo, mid, hi in windows:
         train = prepare(_slice(scans, day_no, days, lo, mid), exf)
         test = prepare(_slice(scans, day_no, days, mid, hi), exf)
         is_rows = evaluate(train, grid.configs, hell=hell)
@@ -82,6 +93,8 @@ def walk_forward(
         oos = evaluate(test, [grid.configs[best]], hell=hell)[0]
         stitched.extend(oos["daily_returns"])
         rows.append(_window_row(train, test, grid, best, is_rows[best], oos))
+        if on_window is not None:
+            on_window(len(rows), len(windows))
     return pd.DataFrame(rows), stitched_metrics(np.asarray(stitched))
 
 
@@ -94,7 +107,9 @@ def _window_row(train: SweepData, test: SweepData, grid: Grid, best: int, ins, o
     }
     row.update(dict(zip(grid.names, grid.values[best], strict=True)))
     row.update({"is_sharpe": ins["sharpe"], "is_roi": ins["roi"]})
-    row.update({f"oos_{k}": oos[k] for k in ("roi", "sharpe", "max_drawdown", "trades")})
+    row.update({f"oos_{k}": oos[k] for k in ("roi", "sharpe", "max_drawdown", "trades",
+                                             "trades_sha256")})
+    row.update(oos_dates=list(test.dates), oos_daily_returns=list(oos["daily_returns"]))
     return row
 
 

@@ -2,7 +2,10 @@
 
 Research command: any valid config is accepted (a partial YAML of overrides included) and its id is
 printed. The run with the other friction (default vs HELL) is computed too and shown beside it in
-``report.html``; only the chosen friction's data files are written. ``--ob FILE`` attaches
+``report.html``; the chosen friction's files go into ``--out``, the other's into ``--out/hell``
+(or ``--out/default`` with ``--friction hell``), each with its ``intervals.json`` (sample sizes,
+bootstrap intervals, the annualisation caveat). It prints the same metrics table as
+``dolphin run`` (``jobs.metrics_table``). ``--ob FILE`` attaches
 recorded OB features (``backtest.ob_table.RecordedOb``) to every engine of the run, the Nautilus
 one included.
 """
@@ -10,7 +13,6 @@ one included.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -54,14 +56,15 @@ def add_gate_arguments(p: argparse.ArgumentParser, *, forewarner_default: bool =
 def run(args: argparse.Namespace) -> int:
     """Run the backtest; print the config id, the metrics and the report path."""
 
-    from dolphin.backtest.output import write_outputs
+    import time
+
     from dolphin.backtest.replay import run_replay
     from dolphin.core.config import load_config
     from dolphin.core.errors import BadInputError
-    from dolphin.core.io import atomic_write_text
     from dolphin.features.exf import ExfTable
-    from dolphin.ui.report import render_report
+    from dolphin.jobs import metrics_table, record, report_runs
 
+    t0_wall = time.time()
     config = load_config(args.config)
     print(f"config_id {config.id}")
     if args.exchange_info is not None and not Path(args.exchange_info).is_file():
@@ -85,17 +88,20 @@ def run(args: argparse.Namespace) -> int:
           "funding": funding, "mc_gate": gate, "ob_engine": ob}
     main = run_replay(scans, config, hell=hell, **kw)
     other = run_replay(scans, config, hell=not hell, **kw)
-    write_outputs(main, args.out)
-    report = Path(args.out) / "report.html"
     labels = (
         ("HELL friction", "default friction") if hell else ("default friction", "HELL friction")
     )
-    atomic_write_text(
-        report, render_report(main, label=labels[0], other=other, other_label=labels[1])
+    report, figs, other_figs = report_runs(
+        main, other, labels, Path(args.out), other_dir="default" if hell else "hell",
+        scans=scans, config=config,
     )
     from dolphin.backtest.notes import notes_lines
 
-    print(json.dumps(main.metrics, sort_keys=True))
+    short = ("HELL", "default") if hell else ("default", "HELL")
+    print(metrics_table(main.metrics, other.metrics, labels=short, figures=figs,
+                        other_figures=other_figs))
     print("\n".join(notes_lines(main.metrics)))
+    print(f"trades_sha256 {main.metrics['trades_sha256']}")
+    record("backtest", Path(args.out), config, scans, main.metrics, t0_wall)
     print(f"report {report}")
     return 0

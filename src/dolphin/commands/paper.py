@@ -68,8 +68,34 @@ def _binance(args: argparse.Namespace, config) -> int:
     return 0
 
 
+class StatusPrinter:
+    """The session's status, compact: on a terminal one line rewritten in place; otherwise
+    (a pipe, a log file) a line at each tenth of the session and at its end."""
+
+    STEPS = 10
+
+    def __init__(self, stream=None, tty: bool | None = None) -> None:
+        import sys
+
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.step, self.width = -1, 0
+
+    def __call__(self, line: str, progress: float, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width) + ("\n" if final else ""))
+            self.width = 0 if final else len(line)
+        else:
+            step = int(progress * self.STEPS)
+            if step == self.step and not final:
+                return
+            self.step = step
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run one paper session; print status lines, then the session summary as JSON."""
+    """Run one paper session; print a compact status, then the session summary as JSON."""
     from dolphin.core.config import load_config
     from dolphin.core.errors import ConfigError
 
@@ -105,10 +131,11 @@ def run(args: argparse.Namespace) -> int:
         summary = run_paper_session(config, settings, store=runtime.store,
                                     posture_source=runtime.posture,
                                     echo=lambda line: print(line, flush=True),
-                                    mc_gate=runtime.mc_gate)
+                                    mc_gate=runtime.mc_gate, status=StatusPrinter())
     finally:
         runtime.close()
     print("session " + json.dumps(summary, sort_keys=True))
+    _record(args, config, summary)
     if summary.get("halted"):
         import sys
 
@@ -119,6 +146,25 @@ def run(args: argparse.Namespace) -> int:
         _stopped_early(summary, getattr(args, "command_line", "dolphin paper ..."))
         return 130
     return 0
+
+
+def _record(args: argparse.Namespace, config, summary: dict) -> None:
+    """Index the session (``dolphin runs list``)."""
+    import pandas as pd
+
+    from dolphin.core.runs_index import record_run
+
+    span = None
+    try:  # the days of the bars replayed (the warm-up included)
+        ts = pd.read_parquet(args.replay, columns=["timestamp"])["timestamp"].drop_duplicates()
+        ts = ts.sort_values().reset_index(drop=True)
+        last = min(max(int(summary.get("bars") or 1), 1), len(ts)) - 1
+        span = [str(ts.iloc[0].date()), str(ts.iloc[last].date())]
+    except (OSError, ValueError, KeyError, IndexError):
+        pass  # the index line goes without its span
+    record_run("paper", getattr(args, "argv", None), args.log_dir, config.id, span,
+               {k: summary.get(k) for k in ("bars", "trades", "pnl", "capital", "posture",
+                                            "stopped_early")})  # fmt: skip
 
 
 def _stopped_early(summary: dict, command: str) -> None:

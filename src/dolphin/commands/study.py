@@ -42,21 +42,29 @@ def parse_levels(text: str | None) -> list[float] | None:
 
 def run_leverage(args: argparse.Namespace) -> int:
     """Run the leverage study; print the table and the peak/knee summary."""
-    from dolphin.backtest.leverage_study import DEFAULT_LEVELS, growth_svg, leverage_study
+    from dolphin.backtest.leverage_study import DEFAULT_LEVELS, leverage_study
+    from dolphin.commands._research import finish, span_of
     from dolphin.core.config import load_config
     from dolphin.core.io import atomic_write_text
-    from dolphin.ui.sweep_report import render_sweep_report
+    from dolphin.ui.research_pages import leverage_page
 
     levels = parse_levels(args.levels) or list(DEFAULT_LEVELS)
+    data = load_data(args)
     table, summary = leverage_study(
-        load_data(args), levels, base=load_config(args.config), n_boot=args.bootstrap,
+        data, levels, base=load_config(args.config), n_boot=args.bootstrap,
         seed=args.seed, hell=args.friction == "hell",
     )  # fmt: skip
     print(table.to_string(index=False))
     print(json.dumps(summary, sort_keys=True))
+    files: list[Path] = []
     if args.out is not None:
-        html = render_sweep_report(table.head(0), summary, [], leverage=table)
-        html = html.replace("</h1>", f"</h1>{growth_svg(table)}", 1)
-        atomic_write_text(args.out, html)
-        atomic_write_text(Path(args.out).with_suffix(".csv"), table.to_csv(index=False))
+        csv = Path(args.out).with_suffix(".csv")
+        atomic_write_text(args.out, leverage_page(table, summary))
+        atomic_write_text(csv, table.to_csv(index=False))
+        print(f"report {args.out}\ntable {csv}")
+        files = [Path(args.out), csv]
+    finish(args, "study leverage", files, config_id=load_config(args.config).id,
+           span=span_of(data.dates),
+           metrics={k: summary[k] for k in ("peak_leverage", "knee_leverage",
+                                             "peak_growth_daily")})  # fmt: skip
     return 0

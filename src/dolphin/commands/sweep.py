@@ -1,8 +1,9 @@
 """`dolphin sweep`: run a parameter grid through the replay's kernel; one row per combination.
 
 Thin: reads the scans, the grid and optionally the recorded OB features (``--ob``), calls
-``backtest.sweep_run.run_sweep``, writes the HTML report. Output: ``--out`` parquet,
-``<out>.summary.json`` (best by DSR, PBO) and ``<out>.html``.
+``backtest.sweep_run.run_sweep``, writes the HTML page (``ui.research_pages.sweep_page``). Output:
+``--out`` parquet, ``<out>.summary.json`` (best by DSR, PBO), ``<out>.html`` and, with
+``--export-best FILE``, the best-by-DSR config as a YAML ``dolphin backtest --config`` reproduces.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from dolphin.commands._research import add_export_arg
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -79,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk", type=int, default=256, help="combinations per kernel call")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stop-after-chunks", type=int, default=None, help=argparse.SUPPRESS)
+    add_export_arg(p)
     p.set_defaults(func=run)
 
 
@@ -91,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         load_grid,
         run_sweep,
     )
+    from dolphin.commands._research import backtest_command, finish, span_of
     from dolphin.core.config import load_config
     from dolphin.core.io import atomic_write_text
     from dolphin.ui.sweep_report import render_sweep_report
@@ -104,20 +109,46 @@ def run(args: argparse.Namespace) -> int:
               "scans, friction and grid); nothing recomputed")
         df, summary = done
     else:
+        progress = not (args.no_progress or getattr(args, "quiet", False))
         try:
             df, summary = run_sweep(
                 data, grid, args.out, hell=args.friction == "hell", workers=args.workers,
-                chunk=args.chunk, progress=not args.no_progress,
+                chunk=args.chunk, progress=progress,
                 stop_after_chunks=args.stop_after_chunks,
             )  # fmt: skip
         except SweepInterruptedError as exc:
             print(f"interrupted: {exc}")
             return 3
     report = Path(args.out).with_suffix(".html")
-    atomic_write_text(report, render_sweep_report(df, summary, grid.names))
+    best = _export(args, grid, summary)
+    reproduce = (backtest_command(args, args.export_best) if args.export_best is not None
+                 else None)
+    atomic_write_text(report, render_sweep_report(df, summary, grid.names, reproduce=reproduce))
     print(json.dumps(summary, sort_keys=True))
     print(f"sweep {args.out}\nreport {report}")
+    top = summary.get("best_by_dsr") or {}
+    finish(args, "sweep", [Path(args.out), Path(args.out).with_suffix(".summary.json"), report,
+                           best], config_id=None, span=span_of(data.dates),
+           metrics={"trials": summary.get("trials"), "pbo": summary.get("pbo"),
+                    **{f"best_{k}": top.get(k) for k in ("dsr", "sharpe", "roi")},
+                    "best_config_id": top.get("config_id")})  # fmt: skip
     return 0
+
+
+def _export(args: argparse.Namespace, grid, summary: dict) -> Path | None:
+    """Write ``--export-best``: the best combination by DSR; return its path (None: not asked)."""
+    from dolphin.commands._research import backtest_command, config_by_id, export_best
+    from dolphin.core.errors import ConfigError
+
+    if args.export_best is None:
+        return None
+    best = summary.get("best_by_dsr")
+    if not best:
+        raise ConfigError("--export-best: no combination has a defined DSR (too few days?)")
+    config = config_by_id(grid.configs, best["config_id"])
+    return export_best(args.export_best, config, source=getattr(args, "command_line", "sweep"),
+                       reproduce=backtest_command(args, args.export_best),
+                       details={k: best[k] for k in ("dsr", "sharpe", "roi", "trades")})
 
 
 def interrupt_note(args: argparse.Namespace, command: str) -> str:

@@ -126,11 +126,12 @@ def runner_deployments(specs: Sequence[DeploymentSpec]) -> list[Any]:
 
 
 def serve_deployments(store_url: str, *, interval_overrides: Mapping[str, float] | None = None,
-                      only: Sequence[str] | None = None,
+                      only: Sequence[str] | None = None, exclude: Sequence[str] = (),
                       serve: Callable[..., None] | None = None, **kwargs: Any) -> None:
     """Serve the deployments against ``PREFECT_API_URL`` until SIGTERM/SIGINT.
 
-    ``only`` keeps the named deployments; other keywords go to :func:`deployments`.
+    ``only`` keeps the named deployments, ``exclude`` leaves the named ones out (their
+    ``interval_overrides`` are dropped with them); other keywords go to :func:`deployments`.
     ``DOLPHIN_STORE_URL`` is set to ``store_url`` for the flow-run processes.
     """
     from prefect.settings import PREFECT_API_URL
@@ -138,7 +139,15 @@ def serve_deployments(store_url: str, *, interval_overrides: Mapping[str, float]
     if not PREFECT_API_URL.value():
         raise ConfigError("serve_deployments needs PREFECT_API_URL (a `prefect server start`, "
                           "adapters.prefect.server): the temporary server fires no schedule")
-    specs = deployments(store_url, interval_overrides=interval_overrides, **kwargs)
+    if interval_overrides is not None and not (
+            isinstance(interval_overrides, Mapping)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                    for v in interval_overrides.values())):
+        raise ConfigError(f"interval overrides must map deployment names to seconds > 0, got "
+                          f"{interval_overrides!r}")
+    overrides = {k: v for k, v in (interval_overrides or {}).items() if k not in exclude}
+    specs = [s for s in deployments(store_url, interval_overrides=overrides, **kwargs)
+             if s.name not in exclude]
     if only is not None:
         missing = sorted(set(only) - {s.name for s in specs})
         if missing:

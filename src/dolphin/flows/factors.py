@@ -3,8 +3,9 @@
 The mesh runs both services continuously; these flows are the scheduled refresh of §16.4 for a
 deployment without them (or a catch-up after a gap): start the service on the live clock, tick
 once, publish into ``DOLPHIN_FEATURES["exf_latest"]`` / ``["esof_latest"]`` and write the
-service's own heartbeat. A factor that cannot be fetched is published stale (the service's
-rules), which the ACB and the survival controller read as absent; the flow still completes.
+refresh's own heartbeat (``exf-refresh`` / ``esof-refresh``: never the mesh services'). A
+factor that cannot be fetched is published stale (the service's rules), which the ACB and the
+survival controller read as absent; the flow still completes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from typing import Any
 from prefect import task
 
 from dolphin.flows.hooks import dolphin_flow, store_for
+
+#: The refresh's own component names: a mesh's continuously running ``exf``/``esof`` services
+#: keep their heartbeats (a refresh is not the service).
+FLOW_EXF = "exf-refresh"
+FLOW_ESOF = "esof-refresh"
 
 
 def _finish(svc, store_url: str | None) -> dict[str, Any]:
@@ -36,7 +42,8 @@ def exf_tick(store_url: str | None, binance_url: str | None, deribit_url: str | 
     clients = (BinanceExfClient(binance_url), DeribitDvolClient(deribit_url),
                FearGreedClient(fng_url))
     try:
-        svc = ExfService(store_for(store_url), factor_specs(*clients), clock=LiveClock())
+        svc = ExfService(store_for(store_url), factor_specs(*clients), clock=LiveClock(),
+                         name=FLOW_EXF)
         svc.start()
         svc.tick()
         return _finish(svc, store_url)
@@ -51,7 +58,7 @@ def esof_tick(store_url: str | None) -> dict[str, Any]:
     from dolphin.core.clock import LiveClock
     from dolphin.services.esof_service import EsofService
 
-    svc = EsofService(store_for(store_url), clock=LiveClock())
+    svc = EsofService(store_for(store_url), clock=LiveClock(), name=FLOW_ESOF)
     svc.start()
     svc.tick()
     return _finish(svc, store_url)

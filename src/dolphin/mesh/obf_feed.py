@@ -58,7 +58,10 @@ async def _run(store: Store, opts: dict[str, Any], stop, captures: list[Path]) -
             svc.cycle()
             now = time.monotonic()
             if now >= next_beat:
-                beat(store, svc, tape_finished=ex.finished.is_set())
+                c = client.counters
+                beat(store, svc, tape_finished=ex.finished.is_set(),
+                     resyncs=max(0, c.snapshots - len(symbols)), reconnects=c.reconnects,
+                     snapshot_failures=c.snapshot_failures)
                 next_beat = now + 1.0
             await asyncio.sleep(cycle_s)
     finally:

@@ -121,6 +121,12 @@ def write_options(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     if opts.get("prefect"):
         opts.setdefault("prefect_port", free_port())
         opts["prefect_api_url"] = f"http://127.0.0.1:{opts['prefect_port']}/api"
+    if opts.get("metrics", True):  # one /metrics port per service (docs/operations.md)
+        ports = dict(opts.get("metrics_ports") or {})
+        for name in SERVICES:
+            if name not in INFRA:
+                ports.setdefault(name, free_port())
+        opts["metrics_ports"] = ports
     opts["run_dir"] = str(run_dir.resolve())
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / OPTIONS, json.dumps(opts, indent=2, sort_keys=True, default=str))

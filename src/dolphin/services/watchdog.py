@@ -20,8 +20,10 @@ zero risk; stale or missing sensors degrade smoothly):
   executor that holds the ledger and the positions). A critical service down is a lost
   heartbeat: the Cat1 reading ``heartbeat_age_s`` is +inf, Rm is 0 and the posture HIBERNATE on
   the same update (§11.2 Cat1, seed 000 §VI "no damping"). While all are up it is the oldest
-  critical beat's age, at most ``heartbeat_max_age_s``, which must not exceed the Cat1
-  threshold ``SurvivalConfig.heartbeat_max_age_s`` (Bible: 30 s).
+  critical beat's age. Since a loss takes risk to zero at once and the recovery takes hours, a
+  critical beat is lost only past ``critical_max_age_s`` (15 s: longer than a store client's
+  failover stall when a Hazelcast member dies), which must not exceed the Cat1 threshold
+  ``SurvivalConfig.heartbeat_max_age_s`` (Bible: 30 s).
 - The others (acb, obf, exf, esof, mc) feed inputs that the trader keeps using while they are
   stale (the day's boost, the OB features, the factors, the MC envelope): their loss degrades
   smoothly. The STRUCTURAL factor ``service_health`` (Cat2, §11.2 "data staleness": a dead
@@ -158,6 +160,9 @@ OVERRIDE_KEY = "override"
 
 DEFAULT_PERIOD_S = 10.0
 DEFAULT_HEARTBEAT_MAX_AGE_S = 5.0
+#: A critical service's beat may be older before it is lost (Cat1, no damping): longer than
+#: a store client's failover (a Hazelcast member's loss stalls calls for up to ~10 s).
+DEFAULT_CRITICAL_MAX_AGE_S = 15.0
 DEFAULT_STARTUP_GRACE_S = 120.0
 
 UP, DEGRADED, DOWN = "up", "degraded", "down"
@@ -242,6 +247,7 @@ class WatchdogService(Component):
         critical: Iterable[str] = DEFAULT_CRITICAL,
         period_s: float = DEFAULT_PERIOD_S,
         heartbeat_max_age_s: float = DEFAULT_HEARTBEAT_MAX_AGE_S,
+        critical_max_age_s: float = DEFAULT_CRITICAL_MAX_AGE_S,
         startup_grace_s: float = DEFAULT_STARTUP_GRACE_S,
         degraded_health: float = 0.85,
         down_health: float = 0.6,
@@ -269,16 +275,18 @@ class WatchdogService(Component):
         if not (math.isfinite(startup_grace_s) and startup_grace_s >= 0):
             raise ConfigError(f"watchdog: startup_grace_s must be finite and >= 0, "
                               f"got {startup_grace_s!r}")
-        if heartbeat_max_age_s > self.cfg.heartbeat_max_age_s:
+        if not heartbeat_max_age_s <= critical_max_age_s <= self.cfg.heartbeat_max_age_s:
             raise ConfigError(
-                f"watchdog: heartbeat_max_age_s {heartbeat_max_age_s:g} exceeds the Cat1 "
-                f"threshold survival.heartbeat_max_age_s {self.cfg.heartbeat_max_age_s:g}")
+                f"watchdog: need heartbeat_max_age_s ({heartbeat_max_age_s:g}) <= "
+                f"critical_max_age_s ({critical_max_age_s:g}) <= the Cat1 threshold "
+                f"survival.heartbeat_max_age_s ({self.cfg.heartbeat_max_age_s:g})")
         if not 0.0 <= down_health <= degraded_health <= 1.0:
             raise ConfigError(f"watchdog: need 0 <= down_health <= degraded_health <= 1, got "
                               f"{down_health!r}, {degraded_health!r}")
         self.store = store
         self.period_s = float(period_s)
         self.heartbeat_max_age_s = float(heartbeat_max_age_s)
+        self.critical_max_age_s = float(critical_max_age_s)
         self.startup_grace_s = float(startup_grace_s)
         self.limits = limits or FeedLimits()
         self.ob = ob
@@ -436,9 +444,9 @@ class WatchdogService(Component):
         if age < 0:
             return ServiceStatus(name, DOWN, _INF, f"heartbeat from the future ({-age:.3f}s)",
                                  beat)
-        if age > self.heartbeat_max_age_s:
-            return ServiceStatus(name, DOWN, age,
-                                 f"heartbeat {age:.1f}s old (> {self.heartbeat_max_age_s:g}s)",
+        limit = self.critical_max_age_s if name in self.critical else self.heartbeat_max_age_s
+        if age > limit:
+            return ServiceStatus(name, DOWN, age, f"heartbeat {age:.1f}s old (> {limit:g}s)",
                                  beat)
         state = beat.get("state")
         status = _STATE_CLASS.get(state, DOWN) if isinstance(state, str) else DOWN

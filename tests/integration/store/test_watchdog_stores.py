@@ -74,9 +74,12 @@ def test_a_killed_service_shows_in_the_posture_and_recovers(store, second_handle
     assert period().posture == "APEX"
     cell = posture_cell(second_handle)
     assert seen_seq(cell, 1)["posture"] == "APEX"
-    world.alive.discard("scan")  # last beat 10 s before the next tick: > 5 s, down
+    world.alive.discard("scan")
+    # a critical beat is lost past critical_max_age_s (15 s): 10 s old on the next tick, 20 s
+    # on the one after
+    assert period().posture == "APEX"
     assert period().posture == "HIBERNATE"
-    seen = seen_seq(cell, 2)
+    seen = seen_seq(cell, 3)
     assert seen["posture"] == "HIBERNATE" and seen["rm"] == 0.0
     assert seen["services"]["down"] == ["scan"]
     world.alive.add("scan")
@@ -85,7 +88,7 @@ def test_a_killed_service_shows_in_the_posture_and_recovers(store, second_handle
     k = math.ceil(math.log(0.48) / math.log(1 - 0.02 / 6)) + 4
     postures = [period().posture for _ in range(k)]
     assert postures[:-1] == ["HIBERNATE"] * (k - 1) and postures[-1] == "TURTLE"
-    assert seen_seq(cell, 2 + k)["posture"] == "TURTLE"
+    assert seen_seq(cell, 3 + k)["posture"] == "TURTLE"
     wd.stop()
 
     again = WatchdogService(store, SurvivalConfig(), clock=clock)
@@ -93,7 +96,7 @@ def test_a_killed_service_shows_in_the_posture_and_recovers(store, second_handle
     clock.advance(10 * S)
     world.publish()
     assert again.tick() is not None
-    assert seen_seq(cell, 3 + k)["watchdog"] == "watchdog"  # continues above the stored seq
+    assert seen_seq(cell, 4 + k)["watchdog"] == "watchdog"  # continues above the stored seq
     again.stop()
 
 

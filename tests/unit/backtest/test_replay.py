@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from plotly.offline import get_plotlyjs
 
 from dolphin.backtest.metrics import compute_metrics, max_drawdown, trades_sha256
 from dolphin.backtest.output import write_outputs
@@ -134,11 +135,15 @@ def test_cli_backtest_writes_every_file(scans, tmp_path, capsys):
         "report.html",
     ):
         assert (out / name).exists(), name
+    for name in ("trades.parquet", "metrics.json", "intervals.json"):  # the other friction
+        assert (out / "default" / name).exists(), name
     text = capsys.readouterr().out
     assert f"config_id {DolphinConfig().id}" in text
+    assert "95% interval" in text and "HELL" in text and "default" in text  # `run`'s table
     html = (out / "report.html").read_text()
-    assert "HELL friction" in html and "default friction" in html and "<svg" in html
-    assert "<script" not in html
+    assert "HELL friction" in html and "default friction" in html
+    assert 'id="fig-equity"' in html  # plotly charts, plotly.js inline (offline)
+    assert "cdn.plot.ly" not in html.replace(get_plotlyjs(), "")
 
 
 def test_cli_backtest_bad_scans_exit_code(tmp_path, capsys):

@@ -44,7 +44,7 @@ def test_esof_flow_publishes_the_features_and_the_services_heartbeat(harness, st
     out = esof_refresh_flow(store_url=store_url)
     assert feature(store_url, ESOF_LATEST) == out["latest"]
     assert out["latest"]["source"] == "ephem"
-    assert beat(store_url, "esof")["state"] == "RUNNING"
+    assert beat(store_url, "esof-refresh")["state"] == "RUNNING"
     assert beat(store_url, "prefect:dolphin-esof-refresh")["state"] == "RUNNING"
 
 
@@ -58,5 +58,5 @@ def test_exf_flow_fetches_once_and_publishes(harness, store_url):
     published = feature(store_url, EXF_LATEST)
     assert published == out["latest"]
     assert set(published["factors"]) == {"funding_btc", "dvol_btc", "fng", "taker"}
-    assert beat(store_url, "exf")["component"] == "exf"
+    assert beat(store_url, "exf-refresh")["component"] == "exf-refresh"
     assert beat(store_url, "prefect:dolphin-exf-refresh")["state"] == "RUNNING"

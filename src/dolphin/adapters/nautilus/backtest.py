@@ -269,7 +269,8 @@ def run_command(args: Any, config: DolphinConfig) -> int:
               f"explained={json.dumps(summary['explained'], sort_keys=True)}")
     report = Path(args.out) / "report.html"
     atomic_write_text(report, render_report(main, label=label, other=other,
-                                            other_label=other_label))
+                                            other_label=other_label, scans=scans,
+                                            config=config))
     from dolphin.backtest.notes import notes_lines
 
     print(json.dumps(main.metrics, sort_keys=True))

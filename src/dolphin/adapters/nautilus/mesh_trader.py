@@ -45,6 +45,7 @@ from dolphin.adapters.nautilus.instruments import VENUE, build_instruments
 from dolphin.adapters.nautilus.paper import load_closes, quote_tick, sandbox_node
 from dolphin.adapters.nautilus.paper_session import (
     SessionLedger,
+    await_run_end,
     check_same_session,
     file_sha256,
     prior_rows,
@@ -271,6 +272,15 @@ def _beat(store: Store, name: str, state: str, reason: str | None, beats: int,
         log.warning("heartbeat not written (%s)", exc)
 
 
+def _release_arrow_memory() -> None:
+    """Hand back to the OS what Arrow's allocator kept after the bars file was read."""
+    try:
+        import pyarrow
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return
+    pyarrow.default_memory_pool().release_unused()
+
+
 def run_mesh_trader(config: DolphinConfig, s: TraderSettings, *, store: Store,
                     posture_source: PostureSource | None, mc_gate: Any = None,
                     echo: Callable[[str], None] = print,
@@ -278,8 +288,11 @@ def run_mesh_trader(config: DolphinConfig, s: TraderSettings, *, store: Store,
     """Run the trader until the node is stopped (signal) or ``stop()``; return a summary."""
     closes = load_closes(s.bars)
     assets = list(closes.columns)
+    first_ns = int(closes.index[0].value)
     cfg = venue_config(config, parity=False)
     instruments = build_instruments({a: closes[a].to_numpy(dtype=float) for a in assets})
+    del closes  # only the universe, the instruments and the first bar time are kept
+    _release_arrow_memory()
     identity = {"config_id": config.id, "venue_config_id": cfg.id, "assets": assets,
                 "feed": "store", "bars_sha256": file_sha256(s.bars),
                 "forewarner": gate_id(mc_gate), "supervised": posture_source is not None}
@@ -292,7 +305,7 @@ def run_mesh_trader(config: DolphinConfig, s: TraderSettings, *, store: Store,
                                            else "new session"))
     if prior and not any(r.kind == "CONFIG" for r in prior):
         raise DataError("ledger holds rows but no CONFIG row", source=str(s.ledger))
-    event_clock = SimulatedClock(int(closes.index[0].value))
+    event_clock = SimulatedClock(first_ns)
     core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate), posture_source=posture_source,
                        acb=AdaptiveCircuitBreaker(cfg.acb), live_mode=True)
     session = session_name()
@@ -387,5 +400,4 @@ async def _drive(node, strategy: DolphinStrategy, sl: SessionLedger, s: TraderSe
             await asyncio.wait(stopping, timeout=10.0)
     _beat(store, s.name, "STOPPED", None, beats + 1,
           ledger_ok=not strategy.halted and (sl.resuming is None or sl.resuming.ok))
-    run.cancel()
-    await asyncio.gather(run, return_exceptions=True)
+    await await_run_end(run, 10.0)  # never cancelled while it drains: no empty [ERROR] line

@@ -83,15 +83,33 @@ class PaperSettings:
     ob: Path | None = None  # recorded OB features (``backtest.ob_table``) for OB-1..5 (None: off)
 
 
-def status_line(strategy: DolphinStrategy, client: ReplayDataClient | None) -> str:
-    """Return the live status: posture, position, capital, trades, bars replayed."""
+def progress_of(bars: int, total_bars: int, elapsed_s: float, duration_s: float) -> float:
+    """Return how far the session is, 0..1: the bars replayed or the time used, whichever
+    ends it first."""
+    by_bars = bars / total_bars if total_bars > 0 else 0.0
+    by_time = elapsed_s / duration_s if duration_s > 0 else 0.0
+    return min(1.0, max(by_bars, by_time))
+
+
+def status_line(strategy: DolphinStrategy, client: ReplayDataClient | None,
+                progress: float | None = None, total_bars: int = 0) -> str:
+    """Return the compact status: progress, day, posture, position, realised PnL, capital,
+    trades and bars replayed."""
     core = strategy.core
     pos = ", ".join(f"{t.asset} {'SHORT' if t.direction < 0 else 'LONG'} {t.qty:g}"
                     for t in strategy.trips.open.values()) or "flat"
     bars = client.bars_sent if client is not None else 0
-    return (f"[{core.current_date}] posture={core.posture} position={pos} "
-            f"capital={core.engine.capital:,.2f} trades={len(strategy.trips.done)} "
-            f"orders={strategy.orders_submitted} bars={bars}")
+    pnl = sum(t.pnl for t in strategy.trips.done)
+    head = f"[{progress:4.0%}] " if progress is not None else ""
+    of = f"/{total_bars:,}" if total_bars else ""
+    return (f"{head}{core.current_date or 'warm-up'} posture={core.posture} position={pos} "
+            f"pnl={pnl:+,.2f} capital={core.engine.capital:,.2f} "
+            f"trades={len(strategy.trips.done)} bars={bars:,}{of}")
+
+
+#: ``status(line, progress, final)``: where the session's status goes (``commands.paper``
+#: rewrites one terminal line in place); the default prints every line through ``echo``.
+StatusSink = Callable[[str, float, bool], None]
 
 
 def flatten(strategy: DolphinStrategy) -> None:
@@ -135,20 +153,29 @@ async def settle(strategy: DolphinStrategy) -> None:
 
 
 async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
-                 echo: Callable[[str], None], until: Callable[[], bool] = lambda: False) -> bool:
+                 status: StatusSink, until: Callable[[], bool] = lambda: False) -> bool:
     """Run the node for the session; return True when it stopped before the session's end
     (Nautilus stops it on SIGINT/SIGTERM: Ctrl-C), False after a normal end, a halt or
     ``until()``."""
     run = asyncio.ensure_future(node.run_async())
+    closes = ReplayDataClientFactory.closes
+    total = len(closes) if closes is not None else 0
     t_start = time.monotonic()
     while not node.kernel.trader.is_running and time.monotonic() - t_start < STARTUP_S:
         await asyncio.sleep(0.05)  # connecting the clients takes a moment
     t0 = time.monotonic()
+
+    def report(final: bool = False) -> None:
+        client = ReplayDataClientFactory.last
+        bars = client.bars_sent if client is not None else 0
+        done = progress_of(bars, total, time.monotonic() - t0, s.duration_s)
+        status(status_line(strategy, client, done, total), done, final)
+
     while time.monotonic() - t0 < s.duration_s and node.kernel.trader.is_running:
         client = ReplayDataClientFactory.last
         if (client is not None and client.finished) or strategy.halted or until():
             break
-        echo(status_line(strategy, client))
+        report()
         await _pause(s.status_every_s, lambda: strategy.halted or until())
     stopped_early = not node.kernel.trader.is_running
     if not stopped_early:
@@ -158,9 +185,24 @@ async def _drive(node, strategy: DolphinStrategy, s: PaperSettings,
         await node.stop_async()
     else:  # Nautilus's signal handler stopped the node: let its stop task finish
         await _others_done(run, FLATTEN_WAIT_S)
-    run.cancel()
-    await asyncio.gather(run, return_exceptions=True)
+    report(final=True)
+    await await_run_end(run, FLATTEN_WAIT_S)
     return stopped_early
+
+
+async def await_run_end(run: asyncio.Future, timeout_s: float) -> None:
+    """Let ``node.run_async()`` return by itself once the node has stopped.
+
+    Stopping the engines queues a sentinel on each of their queues; ``run_async`` returns when
+    the queue tasks have drained them. Cancelling it before that (as this driver once did right
+    after ``stop_async``) makes Nautilus's ``run_async`` catch the ``CancelledError`` and log
+    ``str(e)``, which is empty: the bare ``[ERROR] DOLPHIN-PAPER.TradingNode:`` line at shutdown.
+    Only a run that has not ended within ``timeout_s`` is cancelled.
+    """
+    await asyncio.wait({run}, timeout=timeout_s)
+    if not run.done():
+        run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
 
 
 async def _pause(seconds: float, wake: Callable[[], bool]) -> None:
@@ -322,13 +364,15 @@ def run_paper_session(
     echo: Callable[[str], None] = print,
     mc_gate: Any = None,
     check_only: bool = False,
+    status: StatusSink | None = None,
 ) -> dict[str, Any]:
     """Run one paper session on the sandbox venue; return the session summary.
 
     ``mc_gate`` is the MC-Forewarner day gate (``backtest.gates.load_gate``); None runs open and
     the summary says ``forewarner: off``. ``s.ob`` attaches recorded OB features (module doc;
     the summary says ``ob: FILE`` or ``ob: off``). An existing ``s.ledger`` is resumed (module
-    doc); ``check_only`` reruns it without appending and stops at its last row.
+    doc); ``check_only`` reruns it without appending and stops at its last row. ``status``
+    receives the periodic status line (default: ``echo`` it).
     """
     closes = load_closes(s.replay)
     ReplayDataClientFactory.closes = closes
@@ -388,7 +432,8 @@ def run_paper_session(
     node.trader.add_strategy(strategy)
     t0 = time.monotonic()
     try:
-        stopped_early = loop.run_until_complete(_drive(node, strategy, s, echo, sl.done))
+        sink = status or (lambda line, _progress, _final: echo(line))
+        stopped_early = loop.run_until_complete(_drive(node, strategy, s, sink, sl.done))
     finally:
         node.dispose()
         loop.close()
