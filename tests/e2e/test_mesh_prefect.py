@@ -55,7 +55,7 @@ SERVICES = ("store", "prefect", "flows", "acb", "obf", "exf", "esof", "scan", "w
             "trader")
 ESOF = "dolphin-esof-refresh"  # the deployment, and its flow's name
 ESOF_BEAT = f"prefect:{ESOF}"
-ESOF_EVERY_S = 20.0
+ESOF_EVERY_S = 12.0
 FLOW_INTERVALS = {ESOF: ESOF_EVERY_S, "dolphin-prefect-watch": 3600.0}
 #: A flow run: the process start (Prefect and DOLPHIN imported again), the tick, the hook.
 RUN_SLACK_S = 30.0

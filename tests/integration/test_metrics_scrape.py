@@ -94,3 +94,36 @@ def test_a_running_service_serves_metrics_the_prometheus_parser_reads():
     finally:
         stop.event.set()
         stop_server()
+
+
+def test_a_mesh_service_serves_its_port_and_its_timings():
+    # what `dolphin mesh service NAME` does: the port from options.json's metrics_ports, the
+    # service's own beat at each scrape, and the timings its loop records (``runners.observe``)
+    import socket
+
+    from dolphin.mesh import runners
+    from dolphin.store.features import touch_heartbeat
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = MemoryStore()
+    now = time.time_ns()
+    touch_heartbeat(store, {"component": "scan", "state": "RUNNING", "ts_ns": now,
+                            "reason": None, "beats": 3, "scans": 41}, now)
+    stop = runners._metrics("scan", store, {"metrics_ports": {"scan": port}})
+    try:
+        for seconds in (0.002, 0.004, 0.008):
+            runners.observe("scan_latency", seconds)
+        samples = scrape(port)
+        name = "dolphin_scan_latency_seconds"
+        count = {s.labels["service"]: s.value for s in samples[f"{name}_count"]}
+        total = {s.labels["service"]: s.value for s in samples[f"{name}_sum"]}
+        assert count == {"scan": 3.0} and abs(total["scan"] - 0.014) < 1e-12
+        values = {s.labels["field"]: s.value for s in samples["dolphin_service_value"]}
+        assert values["scans"] == 41.0
+        runners._metrics("obf", store, {})()  # no port in the options: nothing served
+        assert len(runners._PROCESS_METRICS) == 1
+    finally:
+        stop()
+        runners._PROCESS_METRICS.clear()

@@ -122,7 +122,7 @@ def _run_dir_arg(parser: argparse.ArgumentParser) -> None:
 SETTINGS = ("watchdog_period_s", "restart_backoff_s", "restart_backoff_max_s", "heartbeat_s",
             "period_s", "mc_period_s", "esof_period_s", "replay_wait_s", "ob_speed",
             "ob_cycle_s", "stable_after_s", "flow_intervals", "alert_command", "alert_url",
-            "alert_timeout_s", "metrics")
+            "alert_timeout_s", "metrics", "ob_warmup_s")
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:

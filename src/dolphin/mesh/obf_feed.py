@@ -34,8 +34,8 @@ def _streams(messages) -> tuple[str, str]:
 async def _run(store: Store, opts: dict[str, Any], stop, captures: list[Path]) -> int:
     from dolphin.adapters.binance.client import MarketDataClient
     from dolphin.adapters.binance.local_exchange import LocalExchange
-    from dolphin.mesh.runners import beat
-    from dolphin.services.obf_service import ObfService
+    from dolphin.mesh.runners import beat, observe
+    from dolphin.services.obf_service import ObfService, ObfServiceConfig
 
     info = opts.get("exchange_info")
     ex = LocalExchange(captures=captures, speed=float(opts.get("ob_speed", 1.0)),
@@ -45,7 +45,8 @@ async def _run(store: Store, opts: dict[str, Any], stop, captures: list[Path]) -
     depth, trade = _streams(ex.messages)
     client = MarketDataClient(ex.urls["http"], ex.urls["ws"], symbols,
                               streams=(depth, "bookTicker", trade), data_timeout_s=10.0)
-    svc = ObfService(store, clock=LiveClock(), name="obf")
+    svc = ObfService(store, clock=LiveClock(), name="obf",
+                     config=ObfServiceConfig(warmup_s=float(opts.get("ob_warmup_s", 60.0))))
     svc.attach(client)
     svc.start()
     log.info("obf: %d symbols from %d capture files (%s, %s)", len(symbols), len(captures),
@@ -55,7 +56,9 @@ async def _run(store: Store, opts: dict[str, Any], stop, captures: list[Path]) -
     next_beat = 0.0
     try:
         while not stop() and not task.done():
+            t0 = time.perf_counter()
             svc.cycle()
+            observe("cycle", time.perf_counter() - t0)
             now = time.monotonic()
             if now >= next_beat:
                 c = client.counters

@@ -215,7 +215,9 @@ def run_scan(store: Store, opts: dict[str, Any], stop: Stop) -> int:
     while not stop():
         if i < len(bars):
             closes = bars.closes(i)
+            t0 = time.perf_counter()
             svc.on_bar_set(BarSet(int(bars.ts[i]), closes, dict.fromkeys(closes, False), {}))
+            observe("scan_latency", time.perf_counter() - t0)  # bar handed -> scan published
             i += 1
         if time.monotonic() >= next_beat:
             beat(store, svc, bar=i, bars=len(bars), done=i >= len(bars))
@@ -388,7 +390,8 @@ def run_trader(store: Store, opts: dict[str, Any], stop: Stop) -> int:
                               log_dir=run_dir / "trader")
     summary = run_mesh_trader(config, settings, store=store,
                               posture_source=posture_cell(store).read, mc_gate=load_gate(config),
-                              echo=lambda line: log.warning(line), stop=stop)
+                              echo=lambda line: log.warning(line), stop=stop,
+                              on_order_latency=lambda sec: observe("order_latency", sec))
     log.warning("trader: %s", summary)
     return 1 if summary.get("halted") or summary.get("rerun_mismatch") else 0
 
@@ -418,6 +421,17 @@ def run_service(name: str, store_url: str, opts: dict[str, Any]) -> int:
         store.close()
 
 
+#: This process's metrics (``_metrics``), for the runners that time their work.
+_PROCESS_METRICS: list[Any] = []
+
+
+def observe(kind: str, seconds: float) -> None:
+    """Record a timing in this service's metrics (``cycle``, ``scan_latency``,
+    ``order_latency``); nothing when the service serves no metrics."""
+    for m in _PROCESS_METRICS:
+        getattr(m, f"observe_{kind}")(seconds)
+
+
 def _metrics(name: str, store: Store, opts: dict[str, Any]) -> Callable[[], None]:
     """Serve the service's ``/metrics`` on its port from ``metrics_ports`` (none: nothing).
 
@@ -437,6 +451,7 @@ def _metrics(name: str, store: Store, opts: dict[str, Any]) -> Callable[[], None
     metrics = ServiceMetrics(name, source=heartbeat_source(store, name))
     if name == "watchdog":
         metrics.registry.register(MeshMetrics(store))
+    _PROCESS_METRICS.append(metrics)
     bound, stop = start_metrics_server(metrics, int(port))
     log.info("%s: metrics on http://127.0.0.1:%d/metrics", name, bound)
     return stop

@@ -272,7 +272,14 @@ def run_command(args: Any, config: DolphinConfig) -> int:
                                             other_label=other_label, scans=scans,
                                             config=config))
     from dolphin.backtest.notes import notes_lines
+    from dolphin.backtest.stats import sample_figures
+    from dolphin.jobs import metrics_table
 
+    figs = sample_figures(main.trades, main.equity, main.metrics)
+    other_figs = (sample_figures(other.trades, other.equity, other.metrics)
+                  if other is not None else None)
+    print(metrics_table(main.metrics, other.metrics if other is not None else None,
+                        labels=(label, other_label), figures=figs, other_figures=other_figs))
     print(json.dumps(main.metrics, sort_keys=True))
     print("\n".join(notes_lines(main.metrics)))
     print(f"report {report}")

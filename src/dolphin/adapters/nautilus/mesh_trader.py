@@ -284,8 +284,10 @@ def _release_arrow_memory() -> None:
 def run_mesh_trader(config: DolphinConfig, s: TraderSettings, *, store: Store,
                     posture_source: PostureSource | None, mc_gate: Any = None,
                     echo: Callable[[str], None] = print,
-                    stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-    """Run the trader until the node is stopped (signal) or ``stop()``; return a summary."""
+                    stop: Callable[[], bool] = lambda: False,
+                    on_order_latency: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Run the trader until the node is stopped (signal) or ``stop()``; return a summary.
+    ``on_order_latency`` gets each live order's submit-to-fill time in seconds (metrics)."""
     closes = load_closes(s.bars)
     assets = list(closes.columns)
     first_ns = int(closes.index[0].value)
@@ -336,6 +338,7 @@ def run_mesh_trader(config: DolphinConfig, s: TraderSettings, *, store: Store,
         core, store=store, trade_logger=tlog, recorder=sl.recorder,
         event_clock=event_clock.now_ns, view=sl.views.view,
     )
+    strategy.on_order_latency = on_order_latency
     node.trader.add_strategy(strategy)
     try:
         loop.run_until_complete(_drive(node, strategy, sl, s, store, echo, stop))

@@ -9,6 +9,7 @@ Nautilus account) and into the independent trade logger.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,9 @@ class DolphinStrategy(Strategy):
         self.denials = 0  # entries the risk gate refused
         self._acb_map: StoreMap | None = None
         self._acb_reg: str | None = None
+        # order latency: the decision's submit to the venue's fill, on the monotonic clock
+        self._sent_ns: dict[str, int] = {}
+        self.on_order_latency: Callable[[float], None] | None = None
         self._bar_of_order: dict[str, tuple[int, str]] = {}
         self._scan: ScanInput | None = None
 
@@ -254,6 +258,7 @@ class DolphinStrategy(Strategy):
             self._note_mismatch()  # the recorder refused the row: the rerun differs
             return
         iid = instrument_id(intent.asset)
+        self._sent_ns[intent.asset] = time.monotonic_ns()
         if intent.action == "CLOSE":
             for position in self.cache.positions_open(instrument_id=iid, strategy_id=self.id):
                 self.close_position(position, tags=[f"reason={intent.reason}"])
@@ -276,6 +281,9 @@ class DolphinStrategy(Strategy):
         asset = event.instrument_id.symbol.value.removesuffix("-PERP")
         side = 1 if event.order_side == OrderSide.BUY else -1
         bar, reason = self._bar_of_order.get(asset, (-1, ""))
+        sent = self._sent_ns.pop(asset, None)
+        if sent is not None and self.on_order_latency is not None and not self.rerunning:
+            self.on_order_latency((time.monotonic_ns() - sent) / 1e9)
         qty, px = event.last_qty.as_double(), event.last_px.as_double()
         fee = event.commission.as_double()
         self.trips.on_fill(asset, side, qty, px, fee, event.ts_event, bar, reason)

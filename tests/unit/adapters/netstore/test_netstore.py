@@ -85,18 +85,19 @@ def test_server_restart_the_client_recovers_and_its_listeners_fire_again(
     events: list[EntryEvent] = []
     client.map(MAP).add_listener(events.append, key="k")
     client.map(MAP).put("k", "1")
-    assert wait_for(lambda: len(events) == 1)
+    assert wait_for(lambda: len(events) == 1, 15)
     port = server.port
     server.close()
-    assert wait_for(lambda: not client.ping())
+    assert wait_for(lambda: not client.ping(), 15)
     with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{port}"):
         client.map(MAP).get("k")
     with StoreServer("127.0.0.1", port).start() as restarted:
-        # The listener is registered again without any call from this handle.
-        assert wait_for(lambda: restarted.connection_count == 1)
+        # The listener is registered again without any call from this handle (the reconnect
+        # backs off up to 2 s: a loaded machine gets 15 s).
+        assert wait_for(lambda: restarted.connection_count == 1, 15)
         with NetStore.connect(restarted.address) as other:
             other.map(MAP).put("k", "2")
-        assert wait_for(lambda: len(events) == 2)
+        assert wait_for(lambda: len(events) == 2, 15)
         assert (events[1].kind, events[1].value, events[1].old_value) == (
             EntryEventKind.ADDED, "2", None)  # a fresh store: nothing survives a restart
         assert client.map(MAP).get("k") == "2"
