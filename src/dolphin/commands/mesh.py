@@ -135,10 +135,15 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
                               f"{', '.join(SETTINGS)}")
         try:
-            out[key] = json.loads(text)
+            value = json.loads(text)
         except ValueError:
             raise ConfigError(f"--set {pair!r}: the value is not JSON (a number, a string "
                               "in quotes, true/false)") from None
+        if key.endswith("_s") and (isinstance(value, bool) or not isinstance(value, int | float)
+                                   or not value > 0):
+            raise ConfigError(f"--set {key}: a duration in seconds must be a number > 0, "
+                              f"got {text!r}")
+        out[key] = value
     return out
 
 

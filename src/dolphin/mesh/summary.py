@@ -4,6 +4,7 @@ ledger's verification (what ``dolphin mesh up --foreground --duration S`` prints
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dolphin.ledger.chain import Ledger, verify
@@ -32,7 +33,8 @@ def summary_lines(run_dir: Path) -> tuple[list[str], bool]:
     capital = float(config.get("initial_capital", float("nan")))
     for r in rows:
         if r.kind == "POSTURE":
-            lines.append(f"posture -> {r.body.get('posture')} (scan time {r.ts_event})")
+            at = datetime.fromtimestamp(r.ts_event / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            lines.append(f"posture -> {r.body.get('posture')} (from the bar of {at})")
         elif r.kind == "CAPITAL":
             capital = float(r.body["balance"])
     lines.append(f"scans {kinds['SCAN']:,}  decisions {kinds['DECISION']:,}  orders "

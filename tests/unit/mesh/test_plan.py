@@ -80,3 +80,15 @@ def test_binance_testnet_is_validated_then_refused_as_unreachable(tmp_path: Path
 def test_missing_options_file_is_a_clear_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="no mesh options here"):
         read_options(tmp_path)
+
+
+def test_a_duration_setting_must_be_a_positive_number():
+    from dolphin.commands.mesh import _settings
+
+    assert _settings(["watchdog_period_s=2", "metrics=false"]) == {"watchdog_period_s": 2,
+                                                                   "metrics": False}
+    for bad in ("watchdog_period_s=0", 'heartbeat_s="1"', "restart_backoff_s=true"):
+        with pytest.raises(ConfigError, match="must be a number > 0"):
+            _settings([bad])
+    with pytest.raises(ConfigError, match="KEY one of"):
+        _settings(["nope=1"])
