@@ -2,8 +2,10 @@
 
 Times, for this tree and for a baseline source tree (``--baseline-src``: the ``src`` folder of a
 ``git worktree`` at an earlier commit), the default replay of the shared 2021-04 spot scans
-(bars/s), a one-process sweep of a 1,000-combination grid over them (combos/s) and the scanner on
-the first 20,000 bars of the set's 50 assets (scans/s). Each measurement runs in a fresh
+(bars/s), a one-process sweep of a 1,000-combination grid over them (combos/s), the scanner on
+the first 20,000 bars of the set's 50 assets (scans/s), the live scan driver (``DolphinCore`` in
+live mode, posture and ACB on) stepping every scan of the set one by one (scans/s), and the IRP
+ranking of 372 assets (``rank_assets_irp_nb``, rankings/s). Each measurement runs in a fresh
 subprocess (numba caches are per source tree), after one warm-up call; the trees alternate and
 each figure is the median of ``--repeats`` runs, so the ratio (this tree / baseline) is what a
 code change did, at whatever load the machine has. Prints ONE JSON line.
@@ -34,7 +36,9 @@ what = sys.argv[2]
 from dolphin.core.config import DolphinConfig
 if what == "replay":
     from dolphin.backtest.replay import run_replay
+    # the first whole run pays first-touch costs that swing 2x from run to run: time the second
     run_replay(scans.iloc[:5000], DolphinConfig())
+    run_replay(scans, DolphinConfig())
     t = time.perf_counter(); run_replay(scans, DolphinConfig()); dt = time.perf_counter() - t
     print(json.dumps({"rate": len(scans) / dt}))
 elif what == "sweep":
@@ -49,6 +53,42 @@ elif what == "sweep":
     sw.evaluate(data, cfgs[:8])
     t = time.perf_counter(); sw.evaluate(data, cfgs); dt = time.perf_counter() - t
     print(json.dumps({"rate": len(cfgs) / dt}))
+elif what == "live":
+    from dolphin.adapters.nautilus.scan_driver import DolphinCore, scan_inputs
+    from dolphin.alpha.engine import NDAlphaEngine
+    from dolphin.risk.acb import AdaptiveCircuitBreaker
+    cfg = DolphinConfig()
+    assets = [c for c in scans.columns if c.endswith("USDT")]
+    inputs = scan_inputs(scans, assets)
+    def run(batch):
+        core = DolphinCore(NDAlphaEngine(cfg, assets), acb=AdaptiveCircuitBreaker(cfg.acb),
+                           posture_source=lambda: "APEX", live_mode=True)
+        idle = getattr(core, "after_scan", None)  # idle-time day roll, where the tree has it
+        for scan in batch:
+            core.on_scan(scan)
+            if idle is not None:
+                idle(scan)
+    run(inputs[:5000])
+    t = time.perf_counter(); run(inputs); dt = time.perf_counter() - t
+    print(json.dumps({"rate": len(inputs) / dt}))
+elif what == "irp":
+    from dolphin.alpha import nb
+    from dolphin.alpha.layout import H_LAST_REAL, new_histories
+    rng = np.random.default_rng(1)
+    hist, hist_n = new_histories(372)
+    for a in range(372):
+        for p in 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.003, 60))):
+            hist[a, hist_n[a] % 64] = p
+            hist_n[a] += 1
+        hist[a, H_LAST_REAL] = hist_n[a]
+    dq = np.zeros(372)
+    nb.rank_assets_irp_nb(hist, hist_n, 50, -1, dq, False)
+    n = 5000
+    t = time.perf_counter()
+    for _ in range(n):
+        nb.rank_assets_irp_nb(hist, hist_n, 50, -1, dq, False)
+    dt = time.perf_counter() - t
+    print(json.dumps({"rate": n / dt}))
 else:
     from dolphin.scanner.scanner import scan_prices
     cols = ["timestamp"] + [c for c in scans.columns if c.endswith("USDT")]
@@ -89,7 +129,7 @@ def main() -> int:
     scans = _scans(args.tmp)
     trees = {"this": REPO / "src", "baseline": args.baseline_src}
     result: dict[str, dict[str, float]] = {}
-    for what in ("replay", "sweep", "scanner"):
+    for what in ("replay", "sweep", "scanner", "live", "irp"):
         runs: dict[str, list[float]] = {k: [] for k in trees}
         for _ in range(args.repeats):
             for name, src in trees.items():
@@ -99,7 +139,8 @@ def main() -> int:
                         "ratio": med["this"] / med["baseline"]}
     load = os.getloadavg()[0]
     print(json.dumps({"bench": "engine_paths", "units": {"replay": "bars/s", "sweep": "combos/s",
-                      "scanner": "scans/s"}, "figures": result, "load_1min": round(load, 2),
+                      "scanner": "scans/s", "live": "scans/s", "irp": "rankings/s"},
+                      "figures": result, "load_1min": round(load, 2),
                       "repeats": args.repeats}))
     return 0
 

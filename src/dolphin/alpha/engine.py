@@ -42,6 +42,9 @@ from dolphin.risk.gate import EntryRequest, RiskGate, audit, entry_requests
 
 _NO_ASSET = np.zeros(0, dtype=np.int64)
 _NO_RATE = np.zeros(0)
+_TRADE_SIZE = TRADE_DTYPE.itemsize
+_NO_TRADES = np.zeros(0, dtype=TRADE_DTYPE)  # a bar that closed nothing (read-only)
+_NO_TRADES.flags.writeable = False
 
 #: §7.3: a mid-day ACB drop from >= 1.25 to < 1.10 forces an exit (threshold not backtested).
 SUBDAY_FROM = 1.25
@@ -216,19 +219,24 @@ class NDAlphaEngine:
         with entries blocked, and the denial is recorded (``gate.denials``).
         """
         per_asset, macro, has_ob = self._ob_row(ts_ns)
-        f_asset, f_rate = funding if funding is not None else (_NO_ASSET, _NO_RATE)
-        f_asset = np.ascontiguousarray(f_asset, dtype=np.int64)
-        f_rate = np.ascontiguousarray(f_rate, dtype=np.float64)
+        if funding is None:
+            f_asset, f_rate = _NO_ASSET, _NO_RATE
+        else:
+            f_asset = np.ascontiguousarray(funding[0], dtype=np.int64)
+            f_rate = np.ascontiguousarray(funding[1], dtype=np.float64)
+        if (not isinstance(prices, np.ndarray) or prices.dtype != np.float64
+                or not prices.flags.c_contiguous):
+            prices = np.ascontiguousarray(prices, dtype=np.float64)
         n0 = int(self.state[lay.S_N_TRADES])
         before = self.state.copy()
         status = step_bar_nb(
             self.state, self.hist, self.hist_n, self._buf, self.params, bar_idx, ts_ns,
-            float(vel_div), bool(data_gap), bool(vol_ok),
-            np.ascontiguousarray(prices, dtype=np.float64), per_asset, macro, has_ob,
+            float(vel_div), bool(data_gap), bool(vol_ok), prices, per_asset, macro, has_ob,
             f_asset, f_rate,
         )  # fmt: skip
         self._check(status)
-        if self._entered_on(bar_idx) and not self._gate_allows(bar_idx, ts_ns).allowed:
+        if (self.state[lay.S_POS_OPEN] and self._entered_on(bar_idx)
+                and not self._gate_allows(bar_idx, ts_ns).allowed):
             self.state[:] = before
             self.state[lay.S_HALT] = 1.0
             status = restep_state_nb(
@@ -241,7 +249,7 @@ class NDAlphaEngine:
         closed = self._drain(n0)
         for _ in closed:
             self.gate.note_order(ts_ns)
-        if self._entered_on(bar_idx):
+        if self.state[lay.S_POS_OPEN] and self._entered_on(bar_idx):
             self.gate.note_order(ts_ns)
         return closed
 
@@ -377,7 +385,10 @@ class NDAlphaEngine:
     # ------------------------------------------------------------ internals
     def _drain(self, n0: int) -> np.ndarray:
         k = int(self.state[lay.S_N_TRADES])
-        out = self._buf[n0:k].copy()
+        if k == n0 == 0:  # the usual bar: nothing closed, nothing to reset
+            return _NO_TRADES
+        # the records' bytes copied as bytes: a structured copy sets up a transfer per field
+        out = self._buf.view(np.uint8)[n0 * _TRADE_SIZE:k * _TRADE_SIZE].copy().view(TRADE_DTYPE)
         self.state[lay.S_N_TRADES] = 0
         if len(out):
             self._closed.append(out)

@@ -280,6 +280,55 @@ def uniform_nb(seed, counter):
 
 # ---------------------------------------------------------------- §5 IRP asset selection
 @njit(cache=True)
+def irp_pass_nb(seg, direction):
+    """One pass over a price segment for ``direction``: ``(mfe, mae, rising, falling, noise,
+    latency, inverse latency)`` (Bible §5.2; ``compute_irp_nb`` says what each is).
+
+    ``rising``/``falling`` count the returns above/below zero in ``direction``; the inverse
+    latency is the latency of ``-direction``. The inverse direction's returns are these negated,
+    and IEEE negation is exact: its cumulative sums are these negated, so its MFE is this MAE
+    and its MAE this MFE, its noise is this noise (same squares, the mean negated) and its
+    alignment counts the falling returns; only its latency needs its own short scan, which
+    redoes the same additions.
+    """
+    n_ret = seg.shape[0] - 1
+    c = 0.0
+    mx = 0.0
+    mn = 0.0
+    pos = 0
+    neg = 0
+    s2 = 0.0
+    for i in range(n_ret):
+        r = (seg[i + 1] - seg[i]) * direction
+        c += r
+        mx = max(mx, c)
+        mn = min(mn, c)
+        pos += r > 0.0  # branch-free counts: a return's sign is a coin flip to the CPU
+        neg += r < 0.0
+        s2 += r * r
+    mean = c / n_ret  # the sum of the returns is the last cumulative sum, same additions
+    noise = max(s2 / n_ret - mean * mean, 0.0)
+    mfe, mae = mx, abs(mn)
+    lat = 50
+    if mfe > 0.0:
+        c = 0.0
+        for i in range(n_ret):
+            c += (seg[i + 1] - seg[i]) * direction
+            if c >= 0.1 * mfe:
+                lat = i + 1
+                break
+    lat_inv = 50
+    if mae > 0.0:
+        c = 0.0
+        for i in range(n_ret):
+            c += (seg[i + 1] - seg[i]) * direction
+            if -c >= 0.1 * mae:
+                lat_inv = i + 1
+                break
+    return mfe, mae, pos, neg, noise, lat, lat_inv
+
+
+@njit(cache=True)
 def compute_irp_nb(seg, direction):
     """Return (efficiency, alignment, noise, latency, mfe, mae) of a price segment (Bible §5.2).
 
@@ -288,34 +337,8 @@ def compute_irp_nb(seg, direction):
     read the same on a 60,000 USDT coin and a 0.5 USDT coin (raw price differences would rank
     assets by their price level). MFE is floored at 0 like MAE, so efficiency is never negative.
     """
-    n_ret = seg.shape[0] - 1
-    cum = 0.0
-    mfe = 0.0
-    mn = 0.0
-    pos = 0
-    s = 0.0
-    s2 = 0.0
-    for i in range(n_ret):
-        r = (seg[i + 1] - seg[i]) * direction
-        cum += r
-        mfe = max(mfe, cum)
-        mn = min(mn, cum)
-        if r > 0.0:
-            pos += 1
-        s += r
-        s2 += r * r
-    mae = abs(mn)
-    mean = s / n_ret
-    noise = max(s2 / n_ret - mean * mean, 0.0)
-    latency = 50
-    if mfe > 0.0:
-        cum = 0.0
-        for i in range(n_ret):
-            cum += (seg[i + 1] - seg[i]) * direction
-            if cum >= 0.1 * mfe:
-                latency = i + 1
-                break
-    return mfe / (mae + 1e-6), pos / n_ret, noise, latency, mfe, mae
+    mfe, mae, pos, _neg, noise, lat, _lat_inv = irp_pass_nb(seg, direction)
+    return mfe / (mae + 1e-6), pos / (seg.shape[0] - 1), noise, lat, mfe, mae
 
 
 @njit(cache=True)
@@ -354,17 +377,29 @@ def segment_pct_nb(hist, hist_n, asset, window, out):
 
 
 @njit(cache=True)
+def irp_both_nb(seg, direction):
+    """Return ``compute_irp_nb(seg, direction)`` and ``compute_irp_nb(seg, -direction)``'s
+    (efficiency, alignment, noise, latency) from one pass (``irp_pass_nb``). A test checks it
+    against two ``compute_irp_nb`` calls, bit for bit."""
+    n_ret = seg.shape[0] - 1
+    mfe, mae, pos, neg, noise, lat, lat_inv = irp_pass_nb(seg, direction)
+    return (mfe / (mae + 1e-6), pos / n_ret, noise, lat,
+            mae / (mfe + 1e-6), neg / n_ret, noise, lat_inv)
+
+
+@njit(cache=True)
 def irp_choice_nb(seg, direction):
     """Return (ARS, action, alignment) of a segment, or ARS = −inf when a gate drops it (§5.4).
 
     The direct and the inverse direction are scored and the one with the higher ARS is taken
     (the direct one on a tie); only then do the filter gates (noise > 500, latency > 20,
     alignment < 0.20) judge that direction: a gated best direction is not replaced by the other.
+    Both directions come from one pass (``irp_both_nb``).
     """
-    eff, al, noise, lat, _, _ = compute_irp_nb(seg, direction)
+    eff, al, noise, lat, eff_i, al_i, noise_i, lat_i = irp_both_nb(seg, direction)
     best = compute_ars_nb(eff, al, noise)
     act, b_al, b_noise, b_lat = direction, al, noise, lat
-    eff, al, noise, lat, _, _ = compute_irp_nb(seg, -direction)
+    eff, al, noise, lat = eff_i, al_i, noise_i, lat_i
     score = compute_ars_nb(eff, al, noise)
     if score > best:
         best, act, b_al, b_noise, b_lat = score, -direction, al, noise, lat
@@ -390,6 +425,7 @@ def rank_assets_irp_nb(hist, hist_n, window, direction, depth_quality, has_ob):
     order = np.empty(n_assets, dtype=np.int64)
     seg = np.empty(window)
     n_valid = 0
+    has_nan = False
     for a in range(n_assets):
         if hist_n[a] < window or hist[a, H_LAST_REAL] != hist_n[a]:
             continue
@@ -400,14 +436,38 @@ def rank_assets_irp_nb(hist, hist_n, window, direction, depth_quality, has_ob):
         if has_ob:
             best = ob_ars_adjust_nb(best, depth_quality[a])
         ars[a] = best
-        # insertion sort, descending, stable
-        j = n_valid
-        while j > 0 and ars[order[j - 1]] < best:
-            order[j] = order[j - 1]
-            j -= 1
-        order[j] = a
+        has_nan |= np.isnan(best)
+        order[n_valid] = a  # scored assets, ascending index
         n_valid += 1
+    sort_ranking_nb(order, n_valid, ars, has_nan)
     return order, n_valid, ars, action, align
+
+
+@njit(cache=True)
+def sort_ranking_nb(order, n_valid, ars, has_nan):
+    """Sort ``order[:n_valid]`` (scored assets, ascending index) by ARS, best first, in place.
+
+    Descending and stable, ties keeping the lower index first: what an insertion sort gives,
+    by a merge sort. With a NaN score the insertion sort itself runs (a NaN stops its moves,
+    an order no comparison sort reproduces).
+    """
+    if has_nan:
+        for i in range(1, n_valid):
+            a = order[i]
+            best = ars[a]
+            j = i
+            while j > 0 and ars[order[j - 1]] < best:
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = a
+    elif n_valid > 1:
+        keys = np.empty(n_valid)
+        for i in range(n_valid):
+            keys[i] = -ars[order[i]]
+        idx = np.argsort(keys, kind="mergesort")
+        scored = order[:n_valid].copy()
+        for i in range(n_valid):
+            order[i] = scored[idx[i]]
 
 
 @njit(cache=True)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from dolphin.backtest.replay import run_replay
 from dolphin.core.config import DolphinConfig
+from dolphin.core.io import read_parquet
 from dolphin.risk.forewarner import (
     FILL_JITTER,
     SLIP_BPS,
@@ -32,7 +33,7 @@ _SCANS: pd.DataFrame | None = None
 
 def _init(scans_path: str) -> None:
     global _SCANS
-    _SCANS = pd.read_parquet(scans_path)
+    _SCANS = read_parquet(scans_path)
 
 
 def run_one(task: tuple[int, dict, int, int]) -> list[dict]:

@@ -52,6 +52,7 @@ from dolphin.core.errors import (
     TimestampError,
     UnsortedTimestampError,
 )
+from dolphin.core.io import read_parquet
 
 #: The recorded per-asset columns, in the contract's order (``dolphin.features.obf``).
 OBF_FEATURES = ("imbalance", "imbalance_ma5", "imbalance_persistence", "withdrawal_velocity",
@@ -102,7 +103,7 @@ def _series(ts: np.ndarray, values: np.ndarray) -> _Series:
 def read_frame(path: str | Path) -> pd.DataFrame:
     """Read a recorded-OB parquet; a missing or unreadable file is a typed error naming it."""
     try:
-        return pd.read_parquet(path)
+        return read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"cannot read OB features ({type(exc).__name__}: {exc})",
                         source=str(path)) from None

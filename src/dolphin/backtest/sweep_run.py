@@ -41,7 +41,12 @@ from dolphin.backtest import stats
 from dolphin.backtest.sweep import SweepData, evaluate
 from dolphin.core.config import DolphinConfig, read_yaml_file, resolve_overrides
 from dolphin.core.errors import ConfigError
-from dolphin.core.io import atomic_write_parquet, atomic_write_text, remove_stale_temps
+from dolphin.core.io import (
+    atomic_write_parquet,
+    atomic_write_text,
+    read_parquet,
+    remove_stale_temps,
+)
 from dolphin.core.procs import worker_init
 
 DEFAULT_CHUNK = 256
@@ -203,7 +208,7 @@ def _open_work(out: Path, fp: str) -> tuple[Path, set[str]]:
         atomic_write_text(manifest, json.dumps({"fingerprint": fp}) + "\n")
     done: set[str] = set()
     for part in sorted(wd.glob("part-*.parquet")):
-        done.update(pd.read_parquet(part, columns=["config_id"])["config_id"])
+        done.update(read_parquet(part, columns=["config_id"])["config_id"])
     return wd, done
 
 
@@ -266,7 +271,7 @@ def completed(data: SweepData, grid: Grid, out: str | Path, *, hell: bool = Fals
     if summary.get("scans_fingerprint") != fingerprint(data, hell):
         return None
     try:
-        return pd.read_parquet(out), summary
+        return read_parquet(out), summary
     except (OSError, ValueError):
         return None
 
@@ -303,7 +308,7 @@ def run_sweep(
         if fresh and not saved_parts(out):  # nothing computed: leave no empty work folder
             shutil.rmtree(wd, ignore_errors=True)
         raise
-    parts = [pd.read_parquet(p) for p in saved_parts(out)]
+    parts = [read_parquet(p) for p in saved_parts(out)]
     wanted = {c.id for c in grid.configs}
     frame = pd.concat(parts, ignore_index=True)
     frame = frame[frame["config_id"].isin(wanted)].drop_duplicates("config_id")

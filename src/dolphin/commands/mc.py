@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dolphin.core.io import read_parquet
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``mc`` subcommand and its three actions."""
@@ -69,13 +71,11 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, validate and save a model set; print its metadata."""
-    import pandas as pd
-
     from dolphin.core.errors import BadInputError
     from dolphin.risk.mc_models import save, train
 
     try:
-        df = pd.read_parquet(args.samples)
+        df = read_parquet(args.samples)
     except (OSError, ValueError) as exc:
         raise BadInputError(f"cannot read samples ({exc})", source=str(args.samples)) from None
     side = Path(f"{args.samples}.json")

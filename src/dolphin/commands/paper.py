@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dolphin.core.io import read_parquet
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``paper`` subcommand."""
@@ -150,13 +152,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace, config, summary: dict) -> None:
     """Index the session (``dolphin runs list``)."""
-    import pandas as pd
-
     from dolphin.core.runs_index import record_run
 
     span = None
     try:  # the days of the bars replayed (the warm-up included)
-        ts = pd.read_parquet(args.replay, columns=["timestamp"])["timestamp"].drop_duplicates()
+        ts = read_parquet(args.replay, columns=["timestamp"])["timestamp"].drop_duplicates()
         ts = ts.sort_values().reset_index(drop=True)
         last = min(max(int(summary.get("bars") or 1), 1), len(ts)) - 1
         span = [str(ts.iloc[0].date()), str(ts.iloc[last].date())]

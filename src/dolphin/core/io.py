@@ -1,4 +1,5 @@
-"""Atomic file writers: a reader sees the old file or the complete new one, never half of it.
+"""Atomic file writers: a reader sees the old file or the complete new one, never half of it;
+and the one parquet reader (``read_parquet``).
 
 Every writer goes through :func:`atomic_path`: it hands out a temporary path in the SAME
 directory as the target (so the final ``os.replace`` is a rename within one file system and
@@ -170,5 +171,26 @@ def atomic_write_parquet(
     as columns. Extra keyword arguments go to ``DataFrame.to_parquet``.
     """
     with atomic_path(path, fsync=fsync) as tmp:
-        df.to_parquet(tmp, compression=compression, index=index, **kwargs)
+        df.to_parquet(tmp, compression=compression, index=index, filesystem=_local_fs(),
+                      **kwargs)
     return Path(path)
+
+
+def _local_fs() -> Any:
+    import pyarrow.fs
+
+    return pyarrow.fs.LocalFileSystem()
+
+
+def read_parquet(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_parquet`` of a local file or folder, opened by Arrow itself.
+
+    Given a path, pandas opens the file with Python's ``open`` and hands Arrow that file object;
+    Arrow's thread pool may drop its last reference to it later, which takes the GIL. When that
+    happens while the interpreter is exiting, the pool thread is torn down inside a C++
+    destructor and the process aborts ("terminate called without an active exception", exit
+    134) after its work is done. A file Arrow opens itself needs no GIL to close.
+    """
+    import pandas as pd
+
+    return pd.read_parquet(path, filesystem=_local_fs(), **kwargs)

@@ -22,6 +22,7 @@ from dolphin.core.errors import (
     MixedBarSizeError,
     UnsortedTimestampError,
 )
+from dolphin.core.io import read_parquet
 from dolphin.data.align import DEFAULT_FILL_LIMIT, TIMESTAMP, fill_closes, real_closes
 from dolphin.data.bars import format_bar, to_bar
 from dolphin.data.columns import require_columns, to_utc_ns
@@ -103,7 +104,7 @@ def read_wide(path: str | Path) -> pd.DataFrame:
     """
     source = str(path)
     try:
-        df = pd.read_parquet(path)
+        df = read_parquet(path)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read parquet: {exc}", source=source) from exc
     return validate_wide(df, source=source)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from dolphin.core.errors import BadInputError, DataError, DuplicateTimestampError
+from dolphin.core.io import read_parquet
 
 #: A funding rate beyond this (10 % per interval) is not a real rate: a unit or parsing error.
 MAX_ABS_RATE = 0.10
@@ -80,7 +81,7 @@ def _pick(df: pd.DataFrame, names: Sequence[str], what: str, source: str) -> str
 def _read_one(path: Path) -> pd.DataFrame:
     source = str(path)
     try:
-        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        df = read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:  # pyarrow and the CSV parser raise many unrelated types
         raise DataError(f"cannot read funding file ({type(exc).__name__}: {exc})",
                         source=source) from None

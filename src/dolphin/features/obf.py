@@ -37,6 +37,7 @@ from dolphin.core.errors import (
     MissingColumnError,
     UnsortedTimestampError,
 )
+from dolphin.core.io import read_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -618,14 +619,13 @@ def read_ob_features(path: str | Path) -> pd.DataFrame:
     Raises ``DataError`` naming the file when it is missing or not a readable parquet, and the
     errors of :func:`validate_ob_features` naming the file and the column.
     """
-    import pandas as pd
     import pyarrow as pa
 
     path = Path(path)
     if not path.is_file():
         raise DataError("no such recorded OB features file", source=str(path))
     try:
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise DataError(f"not a readable parquet file ({exc})", source=str(path)) from None
     return validate_ob_features(frame, str(path))

@@ -12,6 +12,8 @@ from typing import Any
 
 from prefect import flow, task
 
+from dolphin.core.io import read_parquet
+
 # FACTS: analytics off, or the local server reports "database is locked" and calls out.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -19,9 +21,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 @task(retries=2, retry_delay_seconds=1)
 def load_scans(path: str):
     """Read a scans parquet (retried: a file being replaced atomically may be missing briefly)."""
-    import pandas as pd
-
-    return pd.read_parquet(path)
+    return read_parquet(path)
 
 
 @task

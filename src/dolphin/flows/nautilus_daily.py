@@ -30,6 +30,7 @@ from typing import Any
 from prefect import task
 
 from dolphin.core.errors import DataError
+from dolphin.core.io import read_parquet
 from dolphin.flows.hooks import dolphin_flow, flow_beat, store_for, write_beat
 
 FLOW_NAME = "dolphin-nautilus-daily"
@@ -126,8 +127,6 @@ def restore_capital(store_url: str | None, config: str | None,
 def run_backtest(scans_path: str, config: str | None, capital: float, work: str,
                  forewarner: bool) -> dict[str, Any]:
     """Run the engine in a fresh interpreter from ``capital``; return its day summary."""
-    import pandas as pd
-
     from dolphin.adapters.nautilus.backtest import run_in_subprocess
     from dolphin.core.config import dump_yaml, load_config
     from dolphin.core.io import atomic_write_text
@@ -138,7 +137,7 @@ def run_backtest(scans_path: str, config: str | None, capital: float, work: str,
     out = Path(work) / "out"
     stats = run_in_subprocess(Path(scans_path), out, config=run_cfg, forewarner=forewarner,
                               timeout_s=590)
-    daily = pd.read_parquet(out / "daily.parquet")
+    daily = read_parquet(out / "daily.parquet")
     end = float(daily["capital_end"].iloc[-1]) if len(daily) else float(capital)
     return {"capital_start": float(capital), "capital": end,
             "pnl": float(daily["pnl"].sum()) if len(daily) else 0.0,

@@ -30,6 +30,8 @@ from dolphin.core.records import DENIAL_DTYPE, DENIAL_REASONS, POSTURES
 from dolphin.risk.pretrade import Denial, OrderIntent, RiskContext, Verdict, pre_trade
 
 _NS_PER_MIN = 60_000_000_000
+_NO_DENIALS = np.zeros(0, dtype=DENIAL_DTYPE)  # read-only: what a bar without denials returns
+_NO_DENIALS.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class RiskGate:
 
     def take_denials(self, since: int) -> np.ndarray:
         """Return the denials recorded after the first ``since`` ones."""
+        if since >= len(self._denials):
+            return _NO_DENIALS
         return np.array(self._denials[since:], dtype=DENIAL_DTYPE)
 
 

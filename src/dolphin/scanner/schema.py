@@ -16,6 +16,7 @@ import pandas as pd
 
 from dolphin.core.config import ScannerConfig
 from dolphin.core.errors import BadInputError, DataError, MissingColumnError
+from dolphin.core.io import read_parquet
 
 REQUIRED = ("timestamp", "vel_div", "v750_lambda_max_velocity", "data_gap")
 NON_ASSET = frozenset(
@@ -41,7 +42,7 @@ _SCAN_FIELD = re.compile(r"^(v\d+_|instability_)")
 def read_scans(path) -> pd.DataFrame:
     """Read a scans parquet; a missing or unreadable file is a typed error naming it."""
     try:
-        return pd.read_parquet(path)
+        return read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"cannot read scans ({type(exc).__name__}: {exc})",
                         source=str(path)) from None

@@ -37,7 +37,7 @@ import pandas as pd
 from dolphin.core.clock import Clock
 from dolphin.core.config import ScannerConfig
 from dolphin.core.errors import BadInputError, ConfigError
-from dolphin.core.io import atomic_write_parquet
+from dolphin.core.io import atomic_write_parquet, read_parquet
 from dolphin.data import DEFAULT_FILL_LIMIT, fill_limit_bars
 from dolphin.scanner.scanner import IncrementalScanner
 from dolphin.scanner.schema import asset_columns, scan_columns
@@ -84,7 +84,7 @@ def read_scan_parts(directory: str | Path) -> pd.DataFrame:
     parts = sorted((Path(directory) / "scans").glob("part-*.parquet"))
     if not parts:
         raise ConfigError(f"no recorded scan parts under {directory}/scans")
-    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    frame = pd.concat([read_parquet(p) for p in parts], ignore_index=True)
     assets = asset_columns(frame)
     fields = [c for c in frame.columns if c not in set(assets)]
     return frame[fields + sorted(assets)]

@@ -262,6 +262,21 @@ def test_irp_matches_reference(values, direction):
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.5, 0.99, 1.0, 1.0, 1.01, 1.7]) | st.floats(0.5, 2.0),
+             min_size=3, max_size=60),
+    st.sampled_from([-1, 1]),
+)
+def test_one_pass_irp_equals_two_direction_calls_exactly(values, direction):
+    # the one-pass kernel the ranking uses must give, bit for bit, what scoring each direction
+    # on its own gives (repeated prices included: zero returns count for neither direction)
+    seg = np.asarray(values) / values[0] * 100.0
+    direct = nb.compute_irp_nb(seg, direction)[:4]
+    inverse = nb.compute_irp_nb(seg, -direction)[:4]
+    assert nb.irp_both_nb(seg, direction) == direct + inverse
+
+
 def _hist_from(series):
     """Ring buffers holding ``series`` (every price real, the last one on the current bar)."""
     from dolphin.alpha.layout import H_LAST_REAL, new_histories
@@ -292,6 +307,39 @@ def test_rank_and_select_prefer_the_cleanest_falling_asset_for_short():
     assert ranked[0] in (0, 1)
     picked = nb.select_asset_nb(order, n_valid, action, align, 0.45, -1, dq, False)
     assert picked == 1
+
+
+def _insertion_order(ars_by_asset):
+    """The ranking's order as an insertion sort builds it (descending; an element moves past
+    strictly lower scores only, so ties keep the lower index first and a NaN stops the moves)."""
+    order = []
+    for a, x in ars_by_asset:
+        j = len(order)
+        while j > 0 and order[j - 1][1] < x:
+            j -= 1
+        order.insert(j, (a, x))
+    return [a for a, _ in order]
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_rank_order_is_descending_stable_with_ties_and_a_nan(with_nan):
+    rng = np.random.default_rng(7)
+    t = np.arange(60)
+    series = [100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.004, 60))) for _ in range(30)]
+    series += [series[3].copy(), series[3].copy(), series[11].copy()]  # exact ties
+    series.append(100.0 - 0.05 * t)
+    if with_nan:
+        series[5] = series[5].copy()
+        series[5][-20] = np.inf  # a segment holding inf scores NaN
+    hist, hist_n = _hist_from(series)
+    order, n_valid, ars, _action, _align = nb.rank_assets_irp_nb(
+        hist, hist_n, 50, -1, np.zeros(len(series)), False
+    )
+    scored = [(a, float(ars[a])) for a in range(len(series)) if ars[a] != -np.inf]
+    assert with_nan == any(np.isnan(x) for _, x in scored)
+    assert ars[3] == ars[30] == ars[31] != -np.inf  # the ties are scored
+    assert n_valid == len(scored)
+    assert list(order[:n_valid]) == _insertion_order(scored)
 
 
 def test_rank_uses_ring_buffer_order_after_wraparound():

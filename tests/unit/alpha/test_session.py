@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dolphin.alpha.engine import NDAlphaEngine
 from dolphin.alpha.session import DayProtocol, acb_days, day_bounds, day_w750, utc_date
@@ -20,6 +24,16 @@ def test_utc_days_split_at_midnight_of_the_bar_open_time():
     ts = np.array([23 * H, 23 * H + 59 * 60 * 10**9, 24 * H, 47 * H, 48 * H], dtype=np.int64)
     assert utc_date(int(ts[0])) == "1970-01-01" and utc_date(int(ts[2])) == "1970-01-02"
     assert day_bounds(ts).tolist() == [0, 2, 4, 5]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3) | st.just(math.nan) | st.sampled_from([0.5, -0.0, 0.0]),
+                max_size=40))
+def test_day_w750_equals_numpy_median_of_the_finite_values(values):
+    finite = [x for x in values if math.isfinite(x)]
+    got = day_w750(np.array(values, dtype=np.float64))
+    assert got == (float(np.median(finite)) if finite else None)
+    assert got is None or type(got) is float
 
 
 def test_day_w750_is_the_median_of_finite_values_or_none():

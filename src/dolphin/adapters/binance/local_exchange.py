@@ -75,6 +75,7 @@ from dolphin.adapters.binance.wire import (
     open_capture,
 )
 from dolphin.core.errors import ConfigError, DataError
+from dolphin.core.io import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def bar_tape(path: Path, bar: str = "1m") -> tuple[list[TapeMessage], pd.DataFra
     if bar not in BAR_SECONDS:
         raise ConfigError(f"--bar {bar!r}: one of {', '.join(BAR_SECONDS)}")
     try:
-        bars = pd.read_parquet(path, columns=["timestamp", "symbol", "open", "high", "low",
+        bars = read_parquet(path, columns=["timestamp", "symbol", "open", "high", "low",
                                               "close", "volume"])
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read bars ({str(exc).splitlines()[0]})",

@@ -22,6 +22,7 @@ import pandas as pd
 
 from dolphin.backtest.replay import ReplayResult
 from dolphin.core.config import DolphinConfig, load_config
+from dolphin.core.io import read_parquet
 from dolphin.features.exf import ExfTable
 from dolphin.scanner.schema import validate_scans
 
@@ -217,7 +218,7 @@ def _load_result(out: Path) -> ReplayResult:
     """Read a run's written files back as a ``ReplayResult`` (records are not kept on disk)."""
     import numpy as np
 
-    frames = [pd.read_parquet(out / f) for f in ("trades.parquet", "equity.parquet",
+    frames = [read_parquet(out / f) for f in ("trades.parquet", "equity.parquet",
                                                  "daily.parquet")]
     metrics = json.loads((out / "metrics.json").read_text())
     return ReplayResult(*frames, metrics, np.zeros(0))

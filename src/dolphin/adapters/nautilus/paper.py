@@ -44,6 +44,7 @@ from dolphin.adapters.nautilus.scan_driver import ScanInput
 from dolphin.adapters.nautilus.scan_feed import QUOTE_SIZE, SCAN_CLIENT, SCAN_DATA_TYPE, ScanData
 from dolphin.core.clock import SimulatedClock
 from dolphin.core.errors import BadInputError
+from dolphin.core.io import read_parquet
 from dolphin.scanner.scanner import IncrementalScanner
 
 REPLAY_CLIENT = SCAN_CLIENT.value
@@ -59,7 +60,7 @@ def load_closes(path: str | Path) -> pd.DataFrame:
     scanner carries its last close forward, the engine sees no price and does not trade it).
     """
     try:
-        bars = pd.read_parquet(path, columns=["timestamp", "symbol", "close"])
+        bars = read_parquet(path, columns=["timestamp", "symbol", "close"])
     except (OSError, ValueError, KeyError) as exc:  # missing file, not parquet, missing column
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadInputError(f"cannot read replay bars ({first})", source=str(path)) from None

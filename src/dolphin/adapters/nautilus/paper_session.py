@@ -118,7 +118,7 @@ def flatten(strategy: DolphinStrategy) -> None:
     if scan is None or not core.engine.in_position:
         return
     closed = core.engine.close_open_position(core.total_bars, scan.bar_ts_ns)
-    for trade in closed:
+    for trade in closed.tolist():
         strategy.execute(core._close_intent(trade), scan)
 
 

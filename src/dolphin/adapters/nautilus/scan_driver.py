@@ -23,8 +23,9 @@ import pandas as pd
 from dolphin.adapters.nautilus.guards import POSTURE_MAX_AGE_S, PostureGuard, validate_acb_update
 from dolphin.alpha import layout as lay
 from dolphin.alpha.engine import DaySummary, NDAlphaEngine
-from dolphin.alpha.session import DayProtocol, hibernate_skips, utc_date
+from dolphin.alpha.session import NS_PER_DAY, DayProtocol, hibernate_skips, utc_date
 from dolphin.core.errors import BadInputError
+from dolphin.core.records import EXIT_REASONS, TRADE_DTYPE
 from dolphin.features.funding import FundingEvents
 from dolphin.risk.acb import AdaptiveCircuitBreaker
 from dolphin.scanner.schema import scan_arrays
@@ -32,6 +33,11 @@ from dolphin.store.events import PendingSlot
 from dolphin.store.ports import EntryEvent
 
 log = logging.getLogger(__name__)
+#: Field positions of a ``TRADE_DTYPE`` record (``_step`` reads the records as tuples).
+_T_ASSET, _T_DIRECTION, _T_NOTIONAL, _T_ENTRY_PRICE, _T_EXIT_REASON, _T_FUNDING = (
+    TRADE_DTYPE.names.index(f)
+    for f in ("asset", "direction", "notional", "entry_price", "exit_reason", "funding")
+)
 
 #: §14.4: a live scan older than this is stale (warned, still used: the engine has its own gates).
 STALE_SCAN_S = 10.0
@@ -117,6 +123,12 @@ class DolphinCore:
         self.stale_after_s = stale_after_s
         self.acb_slot = PendingSlot()
         self.current_date: str | None = None
+        self._day_no: int | None = None  # current_date as a UTC day number (the cheap check)
+        # after_scan: the bar step seen, the last bar, and whether the current day was begun
+        # ahead of its first scan (idle time after the previous day's last scan)
+        self._bar_ns: int | None = None
+        self._last_bar_ns: int | None = None
+        self.prerolled = False
         self.posture = "UNKNOWN"  # until the first day reads one: never APEX by default
         self.processed_dates: set[str] = set()
         self.bar_idx_today = 0
@@ -192,6 +204,13 @@ class DolphinCore:
 
     def roll_date(self, bar_ts_ns: int) -> bool:
         """Begin a new engine day when the scan's UTC date changes; report whether it did."""
+        day = bar_ts_ns // NS_PER_DAY
+        if day == self._day_no:
+            if self.prerolled:  # the day begun ahead of time has its first scan
+                self.prerolled = False
+                self.processed_dates.add(self.current_date)
+            return False
+        self._day_no = day
         date = utc_date(bar_ts_ns)
         if date == self.current_date:
             return False
@@ -204,9 +223,44 @@ class DolphinCore:
         self.day.begin(date, posture=self.posture)
         return True
 
-    def close_day(self) -> DaySummary:
-        """End the engine day; its w750 median goes to the ACB (``DayProtocol``, as the replay)."""
+    def close_day(self) -> DaySummary | None:
+        """End the engine day; its w750 median goes to the ACB (``DayProtocol``, as the replay).
+
+        A day begun ahead of time that never saw a scan (``after_scan``; the stream stopped or
+        skipped it) is not a day of the session: nothing is recorded and None is returned; the
+        next ``begin`` overwrites everything its own begin set.
+        """
+        if self.prerolled:
+            self.prerolled = False
+            return None
         return self.day.end()
+
+    def after_scan(self, scan: ScanInput) -> bool:
+        """Idle-time work once a live scan's orders are out: when the next bar opens on a new
+        UTC day, end this day and begin the next one now; report whether it did.
+
+        The scan of a day's last bar is published when that bar closes, at the day's end, so
+        the day is over when this runs, and the next scan's hot path does not pay the day
+        boundary (the ACB verdict, the MC status, the median of the day's w750). The next bar is
+        this bar plus the bar step, the smallest step seen between scans; nothing is done just
+        after a gap (the step since the previous scan is not the bar step) nor outside live
+        mode. Beginning early changes nothing the engine decides: the first scan of the day
+        still reads the posture and takes any pending ACB verdict for its day (``on_scan``), and
+        a day that then gets no scan is dropped (``close_day``).
+        """
+        ts = scan.bar_ts_ns
+        last, self._last_bar_ns = self._last_bar_ns, ts
+        step = ts - last if last is not None else 0
+        if step > 0 and (self._bar_ns is None or step < self._bar_ns):
+            self._bar_ns = step
+        if not self.live_mode or self.current_date is None or step != self._bar_ns:
+            return False
+        nxt = ts + step
+        if nxt // NS_PER_DAY == ts // NS_PER_DAY or ts // NS_PER_DAY != self._day_no:
+            return False
+        self.roll_date(nxt)
+        self.prerolled = True
+        return True
 
     # ------------------------------------------------------------ §14.3 gate snapshot
     def gate_snap(self, posture: str) -> GateSnap:
@@ -228,6 +282,11 @@ class DolphinCore:
         """
         if scan.scan_number == self.last_scan_number:
             return "duplicate"
+        if self._day_no is not None and scan.bar_ts_ns // NS_PER_DAY < self._day_no:
+            # a day already ended (its ACB median is in): never reopened, nothing traded on it
+            log.warning("scan %d is from a day already ended (%s): dropped", scan.scan_number,
+                        utc_date(scan.bar_ts_ns))
+            return "late"
         self.last_scan_number = scan.scan_number
         if age_s > self.stale_after_s:
             self.stale_scans += 1
@@ -274,23 +333,28 @@ class DolphinCore:
         self.total_bars += 1
         if scan.is_last and eng.in_position:
             closed = np.concatenate([closed, eng.close_open_position(bar, scan.bar_ts_ns)])
-        paid = eng.funding_accrued + float(closed["funding"].sum()) - accrued
-        intents = [self._close_intent(t) for t in closed]
+        rows = closed.tolist() if len(closed) else []  # one conversion of the records
+        # numpy's sum of one value is that value, and x + 0.0 == x: the same number every way
+        if len(rows) > 1:
+            closed_funding = float(closed["funding"].sum())
+        else:
+            closed_funding = float(rows[0][_T_FUNDING]) if rows else 0.0
+        paid = eng.funding_accrued + closed_funding - accrued
+        intents = [self._close_intent(t) for t in rows]
         if eng.in_position and (not was_open or len(closed)):
             intents.append(self._open_intent())
         return StepOutcome(intents=intents, trades=closed, funding_paid=paid,
                            denials=eng.gate.take_denials(denied))
 
-    def _close_intent(self, trade: np.void) -> OrderIntent:
-        from dolphin.core.records import EXIT_REASONS
-
+    def _close_intent(self, t: tuple) -> OrderIntent:
+        """The close order of one closed trade (a ``TRADE_DTYPE`` record as a tuple)."""
         return OrderIntent(
             "CLOSE",
-            self.engine.assets[int(trade["asset"])],
-            int(trade["direction"]),
-            float(trade["notional"]),
-            float(trade["entry_price"]),
-            EXIT_REASONS[int(trade["exit_reason"])],
+            self.engine.assets[int(t[_T_ASSET])],
+            int(t[_T_DIRECTION]),
+            float(t[_T_NOTIONAL]),
+            float(t[_T_ENTRY_PRICE]),
+            EXIT_REASONS[int(t[_T_EXIT_REASON])],
         )
 
     def _open_intent(self) -> OrderIntent:
@@ -314,7 +378,10 @@ def payload_scan_input(data: dict[str, Any], assets: list[str], bar_index: int) 
     absent price and a null signal read as NaN (no price, no trade)."""
     closes = data["asset_prices"]
     if len(closes) == len(assets) and list(closes) == assets:  # the usual case: same universe
-        prices = np.array(list(closes.values()), dtype=np.float64)  # None -> NaN
+        try:
+            prices = np.fromiter(closes.values(), dtype=np.float64, count=len(closes))
+        except TypeError:  # a null price
+            prices = np.array(list(closes.values()), dtype=np.float64)  # None -> NaN
     else:
         prices = np.array(list(map(closes.get, assets)), dtype=np.float64)
     vd, v750 = data["vel_div"], data.get("v750_lambda_max_velocity")

@@ -211,6 +211,8 @@ class DolphinStrategy(Strategy):
             self.equity.append((payload.ts_event, self.mark_to_market(scan), bool(self.trips.open)))
         if self.on_scan_done is not None:
             self.on_scan_done(self, scan, outcome)
+        if self.core.live_mode:
+            self.core.after_scan(scan)  # idle time: a day boundary ahead is crossed now
 
     def _record(self, ts_ns: int, scan: ScanInput, outcome: StepOutcome) -> None:
         """Write the scan's posture, denials, funding and decision to the ledger (orders:
