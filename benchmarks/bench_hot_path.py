@@ -5,7 +5,8 @@ recorded. The trader side is the real one: on each arrival it decodes the envelo
 posture from ``DOLPHIN_SAFETY`` through the store (``posture_cell``, as ``bootstrap`` wires the
 live trader: a near-cache read on Hazelcast), builds the ``ScanInput``
 (``scan_driver.payload_scan_input``: real closes in asset order, null -> NaN) and steps a live
-``DolphinCore`` on an ``NDAlphaEngine`` (champion config), which returns the order intents.
+``DolphinCore`` on an ``NDAlphaEngine`` (champion config), which returns the order intents;
+after the timed span it does the live strategy's idle-time work (``DolphinCore.after_scan``).
 Before any timing a throw-away trader runs the scans once (``warm_process``): the one-time
 costs of a process's first trade are not a steady-state latency.
 The timed span is the hot path of DESIGN.md: from the scan's arrival at the trader (the store's
