@@ -113,3 +113,17 @@ def test_paper_command_never_prints_the_keys(monkeypatch, capsys):
     out = capsys.readouterr()
     assert "testnet" in out.out
     assert "SENTINEL" not in out.out + out.err
+
+
+def test_an_asset_without_a_real_close_in_the_span_gets_no_quotes_and_no_error():
+    # the last days of a set where one symbol's data has ended: its column is all NaN
+    from dolphin.adapters.nautilus.instruments import make_instrument
+    from dolphin.adapters.nautilus.scan_feed import scan_quotes
+    from tests.kit.scans import build_scans
+
+    n = 30
+    scans = build_scans({"AAAUSDT": np.linspace(100.0, 101.0, n), "ENDEDUSDT": np.full(n, np.nan)})
+    instruments = {s: make_instrument(s, None) for s in ("AAAUSDT", "ENDEDUSDT")}
+    quotes = scan_quotes(scans, instruments)
+    assert quotes["ENDEDUSDT"] == []
+    assert len(quotes["AAAUSDT"]) == n

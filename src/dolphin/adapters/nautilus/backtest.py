@@ -122,7 +122,8 @@ def run_nautilus_backtest(
     for inst in instruments.values():
         engine.add_instrument(inst)
     for sym in assets:  # FACTS: one list per instrument, sort only on the last call
-        engine.add_data(quotes[sym], sort=False)
+        if quotes[sym]:  # an asset with no real close in the span has no quotes at all
+            engine.add_data(quotes[sym], sort=False)
     engine.add_data(custom, client_id=SCAN_CLIENT, sort=True)
     core = DolphinCore(NDAlphaEngine(cfg, assets, mc_gate=mc_gate, ob_engine=ob_engine),
                        acb=AdaptiveCircuitBreaker(cfg.acb, exf))

@@ -87,12 +87,16 @@ def scan_quotes(
     spread_ticks: float = 0.0,
     exchange_ticks: dict[str, float] | None = None,
 ) -> dict[str, list[QuoteTick]]:
-    """Return per-asset quote ticks at each bar's close (ts = open + one bar)."""
+    """Return per-asset quote ticks at each bar's close (ts = open + one bar).
+
+    An asset without one real close in the span (its data ended before it, or starts after)
+    gets no ticks: an empty list, never an empty frame for Nautilus's wrangler, which refuses
+    one."""
     step = bar_ns(scans)
     ts = scans["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64) + step
     out: dict[str, list[QuoteTick]] = {}
     for sym, inst in instruments.items():
         tick = (exchange_ticks or {}).get(sym, float(inst.price_increment))
         frame = quote_frame(scans[sym].to_numpy(dtype=np.float64), ts, spread_ticks * tick / 2)
-        out[sym] = QuoteTickDataWrangler(inst).process(frame)
+        out[sym] = QuoteTickDataWrangler(inst).process(frame) if len(frame) else []
     return out
