@@ -235,8 +235,7 @@ class NDAlphaEngine:
             f_asset, f_rate,
         )  # fmt: skip
         self._check(status)
-        if (self.state[lay.S_POS_OPEN] and self._entered_on(bar_idx)
-                and not self._gate_allows(bar_idx, ts_ns).allowed):
+        if self._entered_on(bar_idx) and not self._gate_allows(bar_idx, ts_ns).allowed:
             self.state[:] = before
             self.state[lay.S_HALT] = 1.0
             status = restep_state_nb(
@@ -249,7 +248,7 @@ class NDAlphaEngine:
         closed = self._drain(n0)
         for _ in closed:
             self.gate.note_order(ts_ns)
-        if self.state[lay.S_POS_OPEN] and self._entered_on(bar_idx):
+        if self._entered_on(bar_idx):
             self.gate.note_order(ts_ns)
         return closed
 

@@ -15,6 +15,7 @@ names of that shape: never anything this module did not create.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -193,4 +194,7 @@ def read_parquet(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
     """
     import pandas as pd
 
-    return pd.read_parquet(path, filesystem=_local_fs(), **kwargs)
+    try:
+        return pd.read_parquet(path, filesystem=_local_fs(), **kwargs)
+    except FileNotFoundError:  # Arrow's message is the bare path: say what is wrong, as open() does
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path)) from None

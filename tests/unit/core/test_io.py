@@ -140,7 +140,7 @@ def test_read_parquet_reads_what_pandas_reads_with_the_same_errors(tmp_path):
     for path in (tmp_path / "f.parquet", str(tmp_path / "f.parquet")):
         pd.testing.assert_frame_equal(read_parquet(path), pd.read_parquet(path))
     pd.testing.assert_frame_equal(read_parquet(tmp_path / "f.parquet", columns=["x"]), df[["x"]])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory.*missing\.parquet"):
         read_parquet(tmp_path / "missing.parquet")
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(Exception, match="Parquet magic bytes"):

@@ -378,10 +378,7 @@ def payload_scan_input(data: dict[str, Any], assets: list[str], bar_index: int) 
     absent price and a null signal read as NaN (no price, no trade)."""
     closes = data["asset_prices"]
     if len(closes) == len(assets) and list(closes) == assets:  # the usual case: same universe
-        try:
-            prices = np.fromiter(closes.values(), dtype=np.float64, count=len(closes))
-        except TypeError:  # a null price
-            prices = np.array(list(closes.values()), dtype=np.float64)  # None -> NaN
+        prices = np.fromiter(closes.values(), dtype=np.float64, count=len(closes))  # None: NaN
     else:
         prices = np.array(list(map(closes.get, assets)), dtype=np.float64)
     vd, v750 = data["vel_div"], data.get("v750_lambda_max_velocity")
