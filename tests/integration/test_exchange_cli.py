@@ -19,9 +19,10 @@ CAPTURE = SHARED_DATA / "raw_ws" / "binance_usdm" / "btcusdt_20240718.gz"
 
 
 def _depth_when_seeded(url: str, timeout_s: float = 60.0) -> tuple[dict, int, int]:
-    """GET the depth once the capture's snapshot has seeded the book (503 until then; a cold
-    numba cache can delay the first one by seconds). Returns the depth, the attempts and how
-    many of them the server reset while still starting (on a loaded machine)."""
+    """GET the depth once the capture's snapshot has seeded the book (the server holds the
+    answer up to 10 s, then 503; a cold numba cache can delay the tape by seconds). Returns the
+    depth, the attempts and how many of them the server reset while still starting (on a loaded
+    machine)."""
     deadline, attempts, resets = time.monotonic() + timeout_s, 0, 0
     while True:
         attempts += 1

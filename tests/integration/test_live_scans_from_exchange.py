@@ -38,7 +38,7 @@ SPEED = 20_000.0  # x real time: a 1 m bar every 3 ms
 
 
 async def _live(bars_path, symbols, store):
-    ex = LocalExchange(bars=bars_path, bar="1m", speed=SPEED)
+    ex = LocalExchange(bars=bars_path, bar="1m", speed=SPEED, slow_client="wait")
     await ex.start()
     first = int(pd.read_parquet(bars_path, columns=["timestamp"])["timestamp"].min().value)
     clock = SimulatedClock(first)  # the feed's clock: the close time of the newest kline

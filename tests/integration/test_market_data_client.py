@@ -44,7 +44,8 @@ EXACT_LEVELS = 500
 async def _session(paths, depth, speed, symbols, faults="", **client_kw):
     ex = LocalExchange(captures=[require(p) for p in paths], speed=speed,
                        faults=Faults.parse(faults), exchange_info=require(EXCHANGE_INFO),
-                       max_connection_s=client_kw.pop("server_max_connection_s", 24 * 3600.0))
+                       max_connection_s=client_kw.pop("server_max_connection_s", 24 * 3600.0),
+                       slow_client="wait")  # a busy machine pauses the tape, drops nothing
     await ex.start()
     client = MarketDataClient(ex.urls["http"], ex.urls["ws"], symbols,
                               streams=(depth, "bookTicker"), seed=7, **client_kw)
@@ -132,7 +133,7 @@ def test_the_server_lifetime_disconnect_is_followed_by_a_resync():
 def test_symbols_come_and_go_from_exchange_info():
     async def run():
         ex = LocalExchange(captures=[require(p) for p in CAPTURES["cryptofeed-4-perps"][0]],
-                           speed=10.0, exchange_info=require(EXCHANGE_INFO))
+                           speed=10.0, exchange_info=require(EXCHANGE_INFO), slow_client="wait")
         await ex.start()
         client = MarketDataClient(ex.urls["http"], ex.urls["ws"], ["SUSHIUSDT"],
                                   streams=("depth@100ms", "bookTicker"), seed=1)

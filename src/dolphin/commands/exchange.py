@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="exchangeInfo JSON (or a cryptofeed REST line file)")
     s.add_argument("--max-connection-s", type=float, default=24 * 3600.0,
                    help="close each connection after this long (Binance: 24 h)")
+    s.add_argument("--slow-client", choices=("drop", "wait"), default="drop",
+                   help="a client 10,000 messages behind: disconnect it, as Binance does "
+                   "(drop, default), or pause the tape until it catches up (wait)")
     s.add_argument("--start", action="store_true", help="start the tape now, not at the "
                    "first WebSocket connection")
     s.add_argument("--exit-at-end", action="store_true", help="stop when the tape has played")
@@ -48,7 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
         ex = LocalExchange(captures=args.capture, bars=args.bars, bar=args.bar,
                            speed=args.speed, faults=Faults.parse(args.faults),
                            exchange_info=args.exchange_info,
-                           max_connection_s=args.max_connection_s)
+                           max_connection_s=args.max_connection_s,
+                           slow_client=args.slow_client)
         await ex.start(port=args.port)
         print("exchange " + json.dumps({**ex.urls, "messages": len(ex.messages),
                                         "port": ex.port}), flush=True)

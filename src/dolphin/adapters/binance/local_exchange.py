@@ -15,14 +15,19 @@ What it plays is a *tape*, a time-ordered list of messages:
   continues an earlier file's stream (no snapshot of its own) follows that file. A capture's REST
   depth snapshot seeds the exchange's own book; the exchange then applies every diff as it plays
   it. ``/depth`` answers from that book, with ``lastUpdateId`` the last diff played, so a client
-  that syncs by Binance's procedure sees what it would see against Binance;
+  that syncs by Binance's procedure sees what it would see against Binance. A request made before
+  the tape reaches the capture's snapshot waits for it (up to ``DEPTH_WAIT_S``), as Binance,
+  which always has a book, would answer it late rather than not;
 - bar files (``--bars FILE --bar 1m``) play as ``kline_1m`` (a closed kline at each bar's end),
   ``aggTrade`` (one trade at the close) and ``markPrice@1s`` streams, one bar every
   ``bar_seconds / speed`` seconds. ``/klines`` serves the bars already played.
 
 The tape starts when the first WebSocket client connects (``start_tape`` starts it at once) and
 plays once. ``max_connection_s`` closes every connection after that long, as Binance does at
-24 h. Faults (``Faults.parse``) act on the N-th message played (``drop``, ``stall``), the N-th
+24 h. A client whose send queue fills (``send_queue`` messages behind) is disconnected, as
+Binance drops a slow consumer; ``slow_client="wait"`` instead pauses the tape until every queue
+is below half, so a replay that must stay gap-free does not depend on how fast the machine is.
+Faults (``Faults.parse``) act on the N-th message played (``drop``, ``stall``), the N-th
 depth diff played (the message faults, aimed at the stream a book depends on) or the K-th REST
 request:
 
@@ -86,6 +91,10 @@ MAX_CONNECTION_S = 24 * 3600.0
 PING_INTERVAL_S, PONG_TIMEOUT_S = 180.0, 600.0
 #: A client that cannot keep up with this many queued messages is disconnected.
 SEND_QUEUE = 10_000
+#: A /depth request before the tape reaches the capture's snapshot waits this long for it.
+DEPTH_WAIT_S = 10.0
+#: What a full send queue does: disconnect the client (Binance) or pause the tape.
+SLOW_CLIENT = ("drop", "wait")
 FAULT_KINDS = ("drop", "stall", "gap", "crossed", "malformed", "dup", "reorder", "rest429",
                "rest5xx")
 BAR_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "1h": 3600}
@@ -262,11 +271,12 @@ def _ticks_text(ticks: int) -> str:
 class _Client:
     """One WebSocket connection: its subscriptions and its send queue."""
 
-    def __init__(self, ws: ServerConnection, combined: bool, streams: set[str]) -> None:
+    def __init__(self, ws: ServerConnection, combined: bool, streams: set[str],
+                 queue: int = SEND_QUEUE) -> None:
         self.ws = ws
         self.combined = combined
         self.streams = streams
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE)
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(queue)
         self.opened = time.monotonic()
 
 
@@ -277,9 +287,16 @@ class LocalExchange:
                  bar: str = "1m", speed: float = 1.0, faults: Faults | None = None,
                  exchange_info: Path | None = None,
                  max_connection_s: float = MAX_CONNECTION_S,
-                 ping_interval_s: float = PING_INTERVAL_S) -> None:
+                 ping_interval_s: float = PING_INTERVAL_S, send_queue: int = SEND_QUEUE,
+                 slow_client: str = "drop") -> None:
         if not speed > 0:
             raise ConfigError(f"--speed must be positive, got {speed}")
+        if slow_client not in SLOW_CLIENT:
+            raise ConfigError(f"slow_client must be one of {SLOW_CLIENT}, got {slow_client!r}")
+        if not send_queue >= 2:
+            raise ConfigError(f"send_queue must be at least 2, got {send_queue}")
+        self.send_queue = int(send_queue)
+        self.slow_client = slow_client
         self.speed = speed
         self.faults = faults or Faults()
         self.max_connection_s = max_connection_s
@@ -352,6 +369,13 @@ class LocalExchange:
             wait = start + msg.t_ns / 1e9 / self.speed - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            else:  # behind the tape: let the senders and the clients run between messages
+                await asyncio.sleep(0)
+            if self.slow_client == "wait" and self._backlogged():
+                paused = loop.time()
+                while self._backlogged():
+                    await asyncio.sleep(0.005)
+                start += loop.time() - paused  # the tape's clock stops while it waits
             await self._emit(msg)
         for _, snap in snaps:
             self._seed(snap)
@@ -365,6 +389,9 @@ class LocalExchange:
         if book is None:
             book = self.books[symbol] = OrderBook(symbol, SyncRule.FUTURES, max_pending=100_000)
         return book
+
+    def _backlogged(self) -> bool:
+        return any(c.queue.qsize() > self.send_queue // 2 for c in self.clients)
 
     def _seed(self, snap: DepthSnapshot) -> None:
         book = self._book(snap.symbol)
@@ -440,10 +467,10 @@ class LocalExchange:
         parts = urlsplit(ws.request.path)
         if parts.path == "/stream":
             streams = set(filter(None, parse_qs(parts.query).get("streams", [""])[0].split("/")))
-            client = _Client(ws, True, streams)
+            client = _Client(ws, True, streams, self.send_queue)
         elif parts.path.startswith("/ws"):
             raw = parts.path[len("/ws"):].strip("/")
-            client = _Client(ws, False, set(filter(None, raw.split("/"))))
+            client = _Client(ws, False, set(filter(None, raw.split("/"))), self.send_queue)
         else:
             await ws.close(1008, "unknown path")
             return
@@ -528,9 +555,27 @@ class LocalExchange:
             client.queue.put_nowait(json.dumps(doc, separators=(",", ":")))
 
     # ---------------------------------------------------------------- REST
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, ws: ServerConnection,
+                               request: Request) -> Response | None:
         if "upgrade" in request.headers.get("Connection", "").lower():
             return None  # a WebSocket handshake
+        parts = urlsplit(request.path)
+        if parts.path == "/fapi/v1/depth":  # Binance always has a book: before the tape reaches
+            await self._until_seeded(parts.query)  # the capture's snapshot, the answer waits
+        return self._answer(request)
+
+    async def _until_seeded(self, query: str) -> None:
+        symbol = parse_qs(query).get("symbol", [""])[0].upper()
+        if not any(snap.symbol == symbol for _, snap in self.snapshots):
+            return
+        deadline = time.monotonic() + DEPTH_WAIT_S
+        while time.monotonic() < deadline and not self.finished.is_set():
+            book = self.books.get(symbol)
+            if book is not None and not book.needs_snapshot:
+                return
+            await asyncio.sleep(0.01)
+
+    def _answer(self, request: Request) -> Response:
         self.rest_requests += 1
         k = self.rest_requests
         if self.faults.get("rest429", k) is not None:
