@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.kit.paths import REPO, SAMPLE, SPOT_1M_2021, require
-from tests.kit.procs import process_alive, wait_for
+from tests.kit.procs import children, process_alive, wait_for
 from tests.kit.scans import random_scans
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -27,18 +27,6 @@ def _dolphin(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dolphin", *args], env=ENV,
                             stdout=kw.pop("stdout", subprocess.PIPE), stderr=subprocess.PIPE,
                             text=True, **kw)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +49,7 @@ def _start_sweep(root: Path, out: Path) -> tuple[subprocess.Popen, list[int]]:
     work = out.with_name(out.name + ".work")
     saved = wait_for(lambda: len(list(work.glob("part-*.parquet"))) >= 2, 180, 0.05)
     assert saved, "sweep never saved"
-    workers = _children(proc.pid)
+    workers = children(proc.pid)
     assert len(workers) >= 2, workers
     return proc, workers
 
@@ -95,8 +83,8 @@ def test_sigkill_of_a_worker_scan_leaves_no_orphan(tmp_path):
     bars = require(SPOT_1M_2021)
     proc = _dolphin("scan", "--bars", str(bars), "--workers", "2", "--out",
                     str(tmp_path / "scans.parquet"))  # fmt: skip
-    assert wait_for(lambda: len(_children(proc.pid)) >= 2 or proc.poll() is not None, 120, 0.05)
-    workers = _children(proc.pid)
+    assert wait_for(lambda: len(children(proc.pid)) >= 2 or proc.poll() is not None, 120, 0.05)
+    workers = children(proc.pid)
     assert proc.poll() is None and len(workers) >= 2, "scan ended before its workers were seen"
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)

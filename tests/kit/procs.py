@@ -24,3 +24,16 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0, poll_s: floa
             return True
         time.sleep(poll_s)
     return predicate()
+
+
+def children(pid: int) -> list[int]:
+    """Return the pids whose parent is ``pid`` (read from /proc, Linux)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out

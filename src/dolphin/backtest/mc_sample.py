@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dolphin.backtest.replay import run_replay
+from dolphin.core.chunks import ChunkRunner
 from dolphin.core.config import DolphinConfig
 from dolphin.core.io import read_parquet
 from dolphin.risk.forewarner import (
@@ -68,6 +69,17 @@ def run_one(task: tuple[int, dict, int, int]) -> list[dict]:
     return out
 
 
+def _run_shared(task: tuple[int, dict, int, int], shared: str) -> tuple[int, list[dict]]:
+    """One run on a runner's worker: it reads the scans file (``shared``) once."""
+    if _PATH.get("scans") != shared:
+        _init(shared)
+        _PATH["scans"] = shared
+    return task[0], run_one(task)
+
+
+_PATH: dict[str, str] = {}
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's bytes."""
     h = hashlib.sha256()
@@ -78,15 +90,24 @@ def file_sha256(path: str | Path) -> str:
 
 
 def sample(
-    scans_path: str | Path, n: int, *, paths: int = 3, seed: int = 7, workers: int = 2
+    scans_path: str | Path, n: int, *, paths: int = 3, seed: int = 7, workers: int = 2,
+    runner: ChunkRunner | None = None,
 ) -> pd.DataFrame:
-    """Return ``n`` labelled outcomes (``ceil(n / paths)`` engine runs of ``paths`` each)."""
+    """Return ``n`` labelled outcomes (``ceil(n / paths)`` engine runs of ``paths`` each).
+
+    ``runner`` (e.g. a Dask cluster) runs the engine runs instead of a local pool; every worker
+    reads ``scans_path`` itself (on several machines it must be at the same path on each).
+    The rows are in run order either way, so the result does not depend on where runs ran.
+    """
     runs = -(-n // paths)
     rng = np.random.default_rng(seed)
     configs = draw_configs(runs, rng)
     seeds = rng.integers(0, 2**31 - 1, runs)
     tasks = [(i, configs.iloc[i].to_dict(), paths, int(seeds[i])) for i in range(runs)]
-    if workers <= 1:
+    if runner is not None:
+        done = dict(runner.map_unordered(_run_shared, tasks, str(Path(scans_path).resolve())))
+        rows = [r for i in range(runs) for r in done[i]]
+    elif workers <= 1:
         _init(str(scans_path))
         rows = [r for t in tasks for r in run_one(t)]
     else:

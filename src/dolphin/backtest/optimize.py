@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from dolphin.backtest import stats
-from dolphin.backtest.sweep import SweepData, evaluate
+from dolphin.backtest.sweep import SweepData
+from dolphin.backtest.sweep_run import evaluate_on
+from dolphin.core.chunks import ChunkRunner
 from dolphin.core.config import DolphinConfig, read_yaml_file, resolve_overrides
 from dolphin.core.errors import ConfigError
 
@@ -75,10 +77,13 @@ def optimize(
     base: DolphinConfig | None = None,
     hell: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    runner: ChunkRunner | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run ``n_trials`` seeded TPE trials; return every trial's row and the summary.
 
     ``on_batch(n)`` is called after each batch with the trials made so far (a progress hook).
+    ``runner`` (e.g. a Dask cluster) evaluates each batch's trials in chunks; the sampler sees
+    the same values in the same order, so the study is the same.
     """
     import optuna
 
@@ -99,7 +104,8 @@ def optimize(
                 if "unknown field" in str(exc):
                     raise  # a misspelt parameter, not an infeasible point of the space
                 study.tell(t, state=optuna.trial.TrialState.PRUNED)
-        for t, p, row in zip(ok, params, evaluate(data, configs, hell=hell), strict=False):
+        rows_ok = evaluate_on(data, configs, hell=hell, runner=runner)
+        for t, p, row in zip(ok, params, rows_ok, strict=False):
             value = row["sr_daily"] if row["sr_daily"] is not None else -1e9
             study.tell(t, value)
             rows.append({"trial": t.number, **p, **row, "objective": value})

@@ -39,6 +39,7 @@ import pandas as pd
 
 from dolphin.backtest import stats
 from dolphin.backtest.sweep import SweepData, evaluate
+from dolphin.core.chunks import ChunkRunner
 from dolphin.core.config import DolphinConfig, read_yaml_file, resolve_overrides
 from dolphin.core.errors import ConfigError
 from dolphin.core.io import (
@@ -150,9 +151,40 @@ def _tasks(grid: Grid, done: set[str], chunk: int) -> Iterator[tuple[int, list[i
         yield idx[0], idx, [grid.configs[i] for i in idx]
 
 
+def _run_shared_chunk(task: tuple[int, list[int], list[DolphinConfig]],
+                      shared: tuple[SweepData, bool]) -> tuple[int, list[dict]]:
+    """A chunk on a runner's worker: ``shared`` (the scans, hell) arrives once per worker."""
+    if _WORKER.get("shared") is not shared:
+        _WORKER["data"], _WORKER["hell"] = shared
+        _WORKER["shared"] = shared
+    return _run_chunk(task)
+
+
+def evaluate_on(data: SweepData, configs: list[DolphinConfig], *, hell: bool = False,
+                runner: ChunkRunner | None = None) -> list[dict]:
+    """``sweep.evaluate`` of ``configs``, on ``runner`` when given (a few chunks per slot).
+
+    A config's row does not depend on the configs evaluated with it, so the rows are the
+    same whoever computes them; they come back in the order of ``configs``.
+    """
+    if runner is None or len(configs) < 2:
+        return evaluate(data, configs, hell=hell)
+    size = max(1, -(-len(configs) // (4 * runner.slots)))
+    tasks = [(k, list(range(k, min(k + size, len(configs)))), configs[k : k + size])
+             for k in range(0, len(configs), size)]
+    done = dict(runner.map_unordered(_run_shared_chunk, tasks, (data, hell)))
+    rows = [row for k, _, _ in tasks for row in done[k]]
+    for row in rows:
+        row.pop("combo", None)
+    return rows
+
+
 def _results(
-    tasks: list, data: SweepData, hell: bool, workers: int
+    tasks: list, data: SweepData, hell: bool, workers: int, runner: ChunkRunner | None = None
 ) -> Iterator[tuple[int, list[dict]]]:
+    if runner is not None:
+        yield from runner.map_unordered(_run_shared_chunk, tasks, (data, hell))
+        return
     _init_worker(data, hell)
     if workers <= 1 or not tasks:
         yield from map(_run_chunk, tasks)
@@ -287,11 +319,14 @@ def run_sweep(
     progress: bool = True,
     stop_after_chunks: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    runner: ChunkRunner | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run (or resume) the sweep; write ``out`` and return the frame and the summary.
 
-    ``stop_after_chunks`` stops after that many chunks were saved, leaving the work folder as an
-    interrupted run would (tests use it to exercise the resume).
+    ``runner`` (e.g. a Dask cluster) runs the chunks instead of this process or its pool of
+    ``workers``; the result is the same bytes either way. ``stop_after_chunks`` stops after
+    that many chunks were saved, leaving the work folder as an interrupted run would (tests
+    use it to exercise the resume).
     """
     if chunk < 1 or workers < 1:
         raise ConfigError(f"--chunk and --workers must be >= 1, got {chunk} and {workers}")
@@ -303,7 +338,8 @@ def run_sweep(
     wd, done = _open_work(out, fp)
     try:
         _run_chunks(data, grid, wd, done, hell=hell, workers=workers, chunk=chunk,
-                    progress=progress, stop_after_chunks=stop_after_chunks, on_chunk=on_chunk)
+                    progress=progress, stop_after_chunks=stop_after_chunks, on_chunk=on_chunk,
+                    runner=runner)
     except BaseException:
         if fresh and not saved_parts(out):  # nothing computed: leave no empty work folder
             shutil.rmtree(wd, ignore_errors=True)
@@ -323,17 +359,19 @@ def run_sweep(
 
 def _run_chunks(data: SweepData, grid: Grid, wd: Path, done: set[str], *, hell: bool,
                 workers: int, chunk: int, progress: bool, stop_after_chunks: int | None,
-                on_chunk: Callable[[int], None] | None) -> None:
+                on_chunk: Callable[[int], None] | None,
+                runner: ChunkRunner | None = None) -> None:
     """Evaluate every config not in ``done`` and save each chunk as it completes."""
     from tqdm import tqdm
 
     tasks = list(_tasks(grid, done, chunk))
     bar = tqdm(total=sum(len(t[1]) for t in tasks), file=sys.stderr, disable=not progress,
                unit="combo", desc="sweep")  # fmt: skip
-    results = _results(tasks, data, hell, workers)
+    results = _results(tasks, data, hell, workers, runner)
     try:
         for n_saved, (chunk_id, rows) in enumerate(results, 1):
             atomic_write_parquet(_part_frame(grid, rows), wd / f"part-{chunk_id:06d}.parquet")
+            bar.set_postfix_str(f"chunks {n_saved}/{len(tasks)}", refresh=False)
             bar.update(len(rows))
             if on_chunk is not None:
                 on_chunk(n_saved)

@@ -27,7 +27,8 @@ import pandas as pd
 
 from dolphin.backtest import stats
 from dolphin.backtest.sweep import SweepData, evaluate, prepare
-from dolphin.backtest.sweep_run import Grid
+from dolphin.backtest.sweep_run import Grid, evaluate_on
+from dolphin.core.chunks import ChunkRunner
 from dolphin.core.errors import ConfigError
 
 SELECT = ("dsr", "sharpe", "roi")
@@ -73,10 +74,12 @@ def walk_forward(
     hell: bool = False,
     exf=None,
     on_window: Callable[[int, int], None] | None = None,
+    runner: ChunkRunner | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return the per-window table and the stitched out-of-sample metrics.
 
-    ``on_window(done, total)`` is called after each window (a progress bar's hook).
+    ``on_window(done, total)`` is called after each window (a progress bar's hook). ``runner``
+    (e.g. a Dask cluster) evaluates each window's in-sample grid in chunks; same result.
     """
     if select not in SELECT:
         raise ConfigError(f"select must be one of {SELECT}, got {select!r}")
@@ -88,7 +91,7 @@ def walk_forward(
     for lo, mid, hi in windows:
         train = prepare(_slice(scans, day_no, days, lo, mid), exf)
         test = prepare(_slice(scans, day_no, days, mid, hi), exf)
-        is_rows = evaluate(train, grid.configs, hell=hell)
+        is_rows = evaluate_on(train, grid.configs, hell=hell, runner=runner)
         best = _pick(is_rows, select)
         oos = evaluate(test, [grid.configs[best]], hell=hell)[0]
         stitched.extend(oos["daily_returns"])

@@ -20,6 +20,26 @@ if TYPE_CHECKING:
     from dolphin.core.config import DolphinConfig
 
 
+def add_cluster_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--cluster local:N|tcp://HOST:PORT`` (Dask) for the command's ``what``."""
+    p.add_argument("--cluster", default=None, metavar="local:N|tcp://HOST:PORT",
+                   help=f"run the {what} on Dask: a local cluster of N worker processes on "
+                        "127.0.0.1, or the scheduler at that address (default: this process "
+                        "or its --workers)")  # fmt: skip
+
+
+def cluster_runner(cluster: str | None):
+    """The Dask runner of ``--cluster`` as a context (entering starts or reaches the cluster),
+    or a context giving None without it."""
+    import contextlib
+
+    if cluster is None:
+        return contextlib.nullcontext()
+    from dolphin.adapters.cluster import ClusterSpec, DaskRunner
+
+    return DaskRunner(ClusterSpec.parse(cluster))
+
+
 def add_export_arg(p: argparse.ArgumentParser) -> None:
     """Add ``--export-best FILE``."""
     p.add_argument("--export-best", type=Path, default=None, metavar="FILE",

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from dolphin.commands._research import add_cluster_arg
 from dolphin.core.io import read_parquet
 
 
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--paths", type=int, default=3, help="Monte-Carlo paths per engine run")
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--workers", type=int, default=2)
+    add_cluster_arg(s, "engine runs")
     s.add_argument("--out", required=True, type=Path, help="samples parquet to write")
     s.set_defaults(func=run_sample)
     t = acts.add_parser("train", help="fit the classifier, envelope and explored-region models")
@@ -42,6 +44,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import time
 
     from dolphin.backtest.mc_sample import sample
+    from dolphin.commands._research import cluster_runner
     from dolphin.core.errors import BadInputError
     from dolphin.core.io import atomic_write_parquet, atomic_write_text
 
@@ -53,7 +56,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if not args.scans.exists():
         raise BadInputError("scans file does not exist", source=str(args.scans))
     t0 = time.perf_counter()
-    df = sample(args.scans, args.n, paths=args.paths, seed=args.seed, workers=args.workers)
+    with cluster_runner(args.cluster) as runner:
+        df = sample(args.scans, args.n, paths=args.paths, seed=args.seed, workers=args.workers,
+                    runner=runner)
     secs = time.perf_counter() - t0
     atomic_write_parquet(df, args.out)
     info = {

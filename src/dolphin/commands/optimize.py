@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from dolphin.commands._research import add_export_arg
+from dolphin.commands._research import add_cluster_arg, add_export_arg
 from dolphin.commands.sweep import add_data_args, load_data
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=16, help="trials evaluated per kernel run")
     p.add_argument("--out", type=Path, default=None, help="trials parquet (+ .html)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cluster_arg(p, "trials of each batch")
     add_export_arg(p)
     p.set_defaults(func=run)
 
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dolphin.backtest.optimize import load_space, optimize
-    from dolphin.commands._research import finish, span_of
+    from dolphin.commands._research import cluster_runner, finish, span_of
     from dolphin.core.config import load_config
 
     space = load_space(args.space)
@@ -96,11 +97,12 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.trials, desc="optimize", unit="trial", file=sys.stderr,
                disable=_no_bar(args))  # fmt: skip
     try:
-        df, summary = optimize(
-            data, space, args.trials, seed=args.seed, batch=args.batch,
-            base=load_config(args.config), hell=args.friction == "hell",
-            on_batch=lambda n: bar.update(n - bar.n),
-        )  # fmt: skip
+        with cluster_runner(args.cluster) as runner:
+            df, summary = optimize(
+                data, space, args.trials, seed=args.seed, batch=args.batch,
+                base=load_config(args.config), hell=args.friction == "hell",
+                on_batch=lambda n: bar.update(n - bar.n), runner=runner,
+            )  # fmt: skip
     finally:
         bar.close()
     best = _export(args, space, df, summary)

@@ -6,6 +6,8 @@ import argparse
 import json
 import time
 
+from dolphin.commands._research import add_cluster_arg
+
 
 def _csv(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
@@ -27,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fill-limit", help="carry a missing bar's last real close forward for at "
                    "most this long, e.g. 1d, 6h, 0 (default: 1d)")
     p.add_argument("--workers", type=int, default=1, help="processes for the backfill")
+    add_cluster_arg(p, "backfill's time chunks")
+    p.add_argument("--chunks", type=int, default=None,
+                   help="time chunks of the backfill (default: --workers, or 4 per cluster "
+                        "worker with --cluster)")
     p.add_argument("--out", help="output scans parquet")
     p.set_defaults(func=_scan)
     ssub = p.add_subparsers(dest="scan_command", metavar="ACTION")
@@ -62,6 +68,7 @@ def _fill_limit(args: argparse.Namespace):
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from dolphin.commands._research import cluster_runner
     from dolphin.core.errors import ConfigError
     from dolphin.core.io import atomic_write_parquet
     from dolphin.scanner.backfill import scan_prices_parallel
@@ -74,13 +81,18 @@ def _scan(args: argparse.Namespace) -> int:
     wide, real = load_scan_input(args.bars, bar=args.bar, symbols=_csv(args.symbols),
                                  fill_limit=_fill_limit(args))
     t1 = time.perf_counter()
-    scans = scan_prices_parallel(wide, config, workers=args.workers, real=real, source=args.bars)
+    with cluster_runner(args.cluster) as runner:
+        chunks = args.chunks
+        if runner is not None and chunks is None:
+            chunks = 4 * runner.slots
+        scans = scan_prices_parallel(wide, config, workers=args.workers, real=real,
+                                     source=args.bars, runner=runner, chunks=chunks)
     t2 = time.perf_counter()
     atomic_write_parquet(scans, args.out)
     n_assets = wide.shape[1] - 1
     print(f"scanned {len(scans):,} bars x {n_assets} assets, windows {list(config.windows)}: "
           f"load {t1 - t0:.1f}s, scan {t2 - t1:.1f}s ({len(scans) / max(t2 - t1, 1e-9):,.0f} "
-          f"scans/s, {args.workers} worker(s)) -> {args.out}")
+          f"scans/s, {args.cluster or f'{args.workers} worker(s)'}) -> {args.out}")
     return 0
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dolphin.commands._research import add_export_arg
+from dolphin.commands._research import add_cluster_arg, add_export_arg
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -80,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recorded OB features parquet (dolphin obf replay): OB sub-systems 1-5 "
                         "in every combination (default: no OB engine)")
     p.add_argument("--chunk", type=int, default=256, help="combinations per kernel call")
+    add_cluster_arg(p, "chunks")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stop-after-chunks", type=int, default=None, help=argparse.SUPPRESS)
     add_export_arg(p)
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         load_grid,
         run_sweep,
     )
-    from dolphin.commands._research import backtest_command, finish, span_of
+    from dolphin.commands._research import backtest_command, cluster_runner, finish, span_of
     from dolphin.core.config import load_config
     from dolphin.core.io import atomic_write_text
     from dolphin.ui.sweep_report import render_sweep_report
@@ -111,11 +112,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         progress = not (args.no_progress or getattr(args, "quiet", False))
         try:
-            df, summary = run_sweep(
-                data, grid, args.out, hell=args.friction == "hell", workers=args.workers,
-                chunk=args.chunk, progress=progress,
-                stop_after_chunks=args.stop_after_chunks,
-            )  # fmt: skip
+            with cluster_runner(args.cluster) as runner:
+                df, summary = run_sweep(
+                    data, grid, args.out, hell=args.friction == "hell", workers=args.workers,
+                    chunk=args.chunk, progress=progress,
+                    stop_after_chunks=args.stop_after_chunks, runner=runner,
+                )  # fmt: skip
         except SweepInterruptedError as exc:
             print(f"interrupted: {exc}")
             return 3

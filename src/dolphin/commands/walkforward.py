@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dolphin.commands._research import add_export_arg
+from dolphin.commands._research import add_cluster_arg, add_export_arg
 from dolphin.commands.sweep import add_data_args
 
 
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--select", choices=("dsr", "sharpe", "roi"), default="dsr")
     p.add_argument("--out", type=Path, default=None, help="window table parquet (+ .html)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cluster_arg(p, "in-sample grid of each window")
     add_export_arg(p)
     p.set_defaults(func=run)
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dolphin.backtest.sweep_run import expand_grid, load_grid
     from dolphin.backtest.walkforward import walk_forward
-    from dolphin.commands._research import finish, span_of
+    from dolphin.commands._research import cluster_runner, finish, span_of
     from dolphin.core.config import load_config
     from dolphin.features.exf import ExfTable
     from dolphin.scanner.schema import read_scans
@@ -60,10 +61,11 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        table, stitched = walk_forward(
-            scans, grid, args.train_days, args.test_days, select=args.select,
-            hell=args.friction == "hell", exf=exf, on_window=on_window,
-        )  # fmt: skip
+        with cluster_runner(args.cluster) as runner:
+            table, stitched = walk_forward(
+                scans, grid, args.train_days, args.test_days, select=args.select,
+                hell=args.friction == "hell", exf=exf, on_window=on_window, runner=runner,
+            )  # fmt: skip
     finally:
         bar.close()
     lists = [c for c in ("oos_dates", "oos_daily_returns", "oos_trades_sha256") if c in table]

@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
+from dolphin.core.chunks import ChunkRunner
 from dolphin.core.config import ScannerConfig
 from dolphin.core.errors import ConfigError
 from dolphin.scanner.scanner import assemble, checked_real, gap_flags, price_matrix, run_kernel
@@ -37,6 +38,14 @@ def _scan_chunk(args: tuple[np.ndarray, ScannerConfig, int, int]) -> np.ndarray:
     return run_kernel(prices, config, t0)[skip:]
 
 
+def _scan_shared_chunk(task: tuple[int, int, int, int],
+                       shared: tuple[np.ndarray, ScannerConfig]) -> tuple[int, np.ndarray]:
+    """A chunk on a runner's worker: the price matrix arrives once per worker."""
+    i, w0, start, end = task
+    prices, config = shared
+    return i, _scan_chunk((prices[w0:end], config, w0, start - w0))
+
+
 def scan_prices_parallel(
     wide_prices: pd.DataFrame,
     config: ScannerConfig | None = None,
@@ -45,20 +54,30 @@ def scan_prices_parallel(
     real: np.ndarray | None = None,
     fill_fraction: np.ndarray | None = None,
     source: str = "<frame>",
+    runner: ChunkRunner | None = None,
+    chunks: int | None = None,
 ) -> pd.DataFrame:
     """``scan_prices`` over ``workers`` processes; byte-identical to the single-process run.
 
     ``real`` and ``fill_fraction`` mean what they mean for ``scan_prices``; both only shape the
-    close and ``data_gap`` columns, which are computed here, not in the workers.
+    close and ``data_gap`` columns, which are computed here, not in the workers. ``runner``
+    (e.g. a Dask cluster) scans the time chunks instead of a local pool; ``chunks`` is how many
+    (default ``workers``).
     """
     config = config or ScannerConfig()
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if chunks is not None and chunks < 1:
+        raise ConfigError(f"chunks must be >= 1, got {chunks}")
     prices, symbols = price_matrix(wide_prices, source)
     real = checked_real(real, prices, symbols, source)
-    plan = chunk_plan(len(prices), workers, config)
+    plan = chunk_plan(len(prices), chunks or workers, config)
     jobs = [(prices[w0:end], config, w0, start - w0) for w0, start, end in plan]
-    if workers == 1 or len(jobs) == 1:
+    if runner is not None:
+        tasks = [(i, w0, start, end) for i, (w0, start, end) in enumerate(plan)]
+        done = dict(runner.map_unordered(_scan_shared_chunk, tasks, (prices, config)))
+        parts = [done[i] for i in range(len(tasks))]
+    elif workers == 1 or len(jobs) == 1:
         parts = [_scan_chunk(j) for j in jobs]
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:

@@ -70,6 +70,18 @@ def log_returns_nb(prev, price, r0, valid, nz):
 
 
 @njit(cache=True, fastmath=_FM)
+def _sum_products_nb(x, y, n):
+    """``x . y`` in a loop that stores nothing. A loop that stored and summed would get a
+    runtime check from the vectoriser on how close the arrays lie in memory; its answer, and
+    with it the order of the sum, would depend on where they were allocated, and a scan would
+    not be bit-identical from run to run."""
+    acc = 0.0
+    for j in range(n):
+        acc += x[j] * y[j]
+    return acc
+
+
+@njit(cache=True, fastmath=_FM)
 def fused_pass_nb(S2, a, b, m, s, w, x, z, n, want_fro):
     """One sweep over ``S2``: rank-2 update, first matvec and Frobenius norm together.
 
@@ -83,12 +95,11 @@ def fused_pass_nb(S2, a, b, m, s, w, x, z, n, want_fro):
     u = np.empty(n)
     sw = np.empty(n)
     sm = np.empty(n)
-    mu = 0.0
     for j in range(n):
         u[j] = s[j] * x[j]
-        mu += m[j] * u[j]
         sw[j] = s[j] * inv_w
         sm[j] = s[j] * m[j]
+    mu = _sum_products_nb(m, u, n)
     fro2 = 0.0
     for i in range(n):
         ai = a[i]
@@ -119,10 +130,9 @@ def fused_pass_nb(S2, a, b, m, s, w, x, z, n, want_fro):
 def corr_matvec_nb(S2, m, s, w, x, z, n):
     """``z = S2 (s * x)`` over active rows; returns ``mu = m . (s * x)``."""
     u = np.empty(n)
-    mu = 0.0
     for j in range(n):
         u[j] = s[j] * x[j]
-        mu += m[j] * u[j]
+    mu = _sum_products_nb(m, u, n)
     for i in range(n):
         if s[i] == 0.0:
             z[i] = 0.0
