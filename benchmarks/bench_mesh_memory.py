@@ -66,6 +66,16 @@ def _baseline_kb() -> float:
     return float(proc.stdout.split()[1])
 
 
+def _assets(bars: Path) -> int:
+    """Symbols in the bar file (a long file's ``symbol`` column, or a wide file's columns)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(bars).names
+    if "symbol" in names:
+        return len(set(pq.read_table(bars, columns=["symbol"]).column(0).to_pylist()))
+    return len([n for n in names if n != "timestamp"])
+
+
 def _fills(run_dir: Path) -> Counter:
     with Ledger(run_dir / "ledger.sqlite") as led:
         return Counter(r.kind for r in led.rows())
@@ -118,7 +128,8 @@ def main() -> int:
 
     line = {
         "bench": "mesh_memory",
-        "bars": args.bars.name, "assets": 50, "speed": args.speed, "warmup": args.warmup,
+        "bars": args.bars.name, "assets": _assets(args.bars), "speed": args.speed,
+        "warmup": args.warmup,
         "trade_s": args.trade_s, "up_s": round(up_s, 1),
         "scans": kinds["SCAN"], "orders": kinds["ORDER"], "fills": kinds["FILL"],
         "services_rss_mb": {n: s["rss_mb"] for n, s in services.items()},

@@ -20,7 +20,7 @@ from dolphin.adapters.binance.wire import to_float
 
 def serve(capture: Path, info: Path, box: list) -> None:
     async def main() -> None:
-        ex = LocalExchange(captures=[capture], speed=20.0, exchange_info=info,
+        ex = LocalExchange(captures=[capture], speed=60.0, exchange_info=info,
                            ping_interval_s=1.0, slow_client="wait")
         await ex.start()  # the tape starts at Nautilus's first WebSocket connection: however
         box.append(ex)  # long the node takes to build, it misses none of it

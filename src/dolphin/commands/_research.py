@@ -28,12 +28,20 @@ def add_cluster_arg(p: argparse.ArgumentParser, what: str) -> None:
                         "or its --workers)")  # fmt: skip
 
 
-def cluster_runner(cluster: str | None):
-    """The Dask runner of ``--cluster`` as a context (entering starts or reaches the cluster),
-    or a context giving None without it."""
+def cluster_runner(cluster: str | None, workers: int = 1):
+    """The Dask runner of ``--cluster`` as a context (entering starts or reaches the cluster);
+    without it, a local pool of ``workers`` processes (``workers > 1``) or None."""
     import contextlib
 
+    from dolphin.core.errors import ConfigError
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     if cluster is None:
+        if workers > 1:
+            from dolphin.core.chunks import PoolRunner
+
+            return contextlib.nullcontext(PoolRunner(workers))
         return contextlib.nullcontext()
     from dolphin.adapters.cluster import ClusterSpec, DaskRunner
 

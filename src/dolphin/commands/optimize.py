@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.trials, desc="optimize", unit="trial", file=sys.stderr,
                disable=_no_bar(args))  # fmt: skip
     try:
-        with cluster_runner(args.cluster) as runner:
+        with cluster_runner(args.cluster, args.workers) as runner:
             df, summary = optimize(
                 data, space, args.trials, seed=args.seed, batch=args.batch,
                 base=load_config(args.config), hell=args.friction == "hell",

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        with cluster_runner(args.cluster) as runner:
+        with cluster_runner(args.cluster, args.workers) as runner:
             table, stitched = walk_forward(
                 scans, grid, args.train_days, args.test_days, select=args.select,
                 hell=args.friction == "hell", exf=exf, on_window=on_window, runner=runner,

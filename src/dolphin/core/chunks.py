@@ -30,3 +30,65 @@ class ChunkRunner(Protocol):
         place that runs tasks) is the second argument of every call; ``fn`` is a module-level
         function. Closing the iterator early cancels the tasks not yet finished."""
         ...
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def _pool_init(shared: Any, parent_pid: int) -> None:
+    from dolphin.core.procs import worker_init
+
+    worker_init(parent_pid)  # die with the parent, leave Ctrl-C to it
+    _SHARED["value"] = shared
+
+
+def _pool_call(fn: Callable[[Any, Any], Any], task: Any) -> Any:
+    return fn(task, _SHARED["value"])
+
+
+class PoolRunner:
+    """A :class:`ChunkRunner` on ``workers`` local processes (forked: ``shared`` is inherited,
+    not sent); ``workers=1`` runs the tasks in this process, in order."""
+
+    def __init__(self, workers: int) -> None:
+        from dolphin.core.errors import ConfigError
+
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        self.workers = int(workers)
+
+    def __repr__(self) -> str:
+        return f"PoolRunner({self.workers})"
+
+    @property
+    def slots(self) -> int:
+        return self.workers
+
+    def map_unordered(self, fn: Callable[[T, Any], R], tasks: Sequence[T],
+                      shared: Any) -> Iterator[R]:
+        """Yield each result as its task finishes (see ``ChunkRunner``)."""
+        import concurrent.futures as cf
+        import contextlib
+        import multiprocessing as mp
+        import os
+
+        if self.workers == 1 or len(tasks) < 2:
+            for t in tasks:
+                yield fn(t, shared)
+            return
+        pool = cf.ProcessPoolExecutor(min(self.workers, len(tasks)),
+                                      mp_context=mp.get_context("fork"), initializer=_pool_init,
+                                      initargs=(shared, os.getpid()))
+        try:
+            futures = [pool.submit(_pool_call, fn, t) for t in tasks]
+            for fut in cf.as_completed(futures):
+                yield fut.result()
+        except BaseException:  # error, Ctrl-C or the consumer closing us: stop the workers now
+            held = getattr(pool, "_processes", None)  # private: the executor has no public kill
+            procs = list(held.values()) if isinstance(held, dict) else []
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.kill()
+            raise
+        pool.shutdown()

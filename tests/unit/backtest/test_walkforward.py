@@ -73,3 +73,21 @@ def test_leverage_study_finds_peak_and_knee(scans):
 def test_geometric_growth_hand_worked():
     assert geometric_growth(np.array([0.1, -0.1]))[()] == pytest.approx(np.sqrt(0.99) - 1)
     assert geometric_growth(np.array([0.5, -1.0]))[()] == -1.0
+
+
+def test_walk_forward_and_optimize_on_worker_processes_equal_one_process(scans):
+    from dolphin.core.chunks import PoolRunner
+
+    grid = expand_grid({"vel_div_threshold": [-0.015, -0.02], "fixed_tp_pct": [0.006, 0.0095]})
+    one, stitched = walk_forward(scans, grid, 2, 1)
+    two, stitched_2 = walk_forward(scans, grid, 2, 1, runner=PoolRunner(2))
+    pd.testing.assert_frame_equal(one, two, check_exact=True)
+    assert stitched == stitched_2
+    data = sw.prepare(scans)
+    space = load_space(CONFIGS / "grids" / "space.yaml")
+    a, sa = optimize(data, space, 8, seed=5, batch=4)
+    b, sb = optimize(data, space, 8, seed=5, batch=4, runner=PoolRunner(2))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert sa == sb
+    with pytest.raises(ConfigError, match="--workers"):
+        PoolRunner(0)
