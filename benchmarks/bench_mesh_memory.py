@@ -1,7 +1,9 @@
 """Memory of the live mesh per service; prints ONE JSON line.
 
-``dolphin mesh up`` on the embedded store (no Prefect) replays the shared 43-day 50-asset 1m set
-(``binance_spot_1m_2021-04_top50.parquet``, 61,725 bars) at ``--speed`` with the champion config,
+``dolphin mesh up`` on the embedded store (no Prefect) replays a bar file (default the shared
+43-day 50-asset 1m set, ``binance_spot_1m_2021-04_top50.parquet``, 61,725 bars; ``--bars`` the
+372-asset spot 5m 2024-07 set with ``--from-live 300`` for its full universe) at ``--speed``
+with the champion config,
 lets it trade for ``--trade-s`` seconds after every service is ready, then reads ``VmRSS`` and
 ``VmHWM`` (peak) of every service process and of the supervisor from ``/proc/PID/status`` (the
 pids ``RUN_DIR/mesh.json`` records), and ``Pss`` from ``/proc/PID/smaps_rollup`` (shared pages
@@ -66,6 +68,23 @@ def _baseline_kb() -> float:
     return float(proc.stdout.split()[1])
 
 
+def _from_live(bars: Path, n_live: int, warmup: int, out: Path) -> Path:
+    """A copy of ``bars`` from ``warmup`` bars before the first bar with ``n_live`` assets."""
+    import pandas as pd
+
+    from dolphin.core.io import read_parquet
+    from dolphin.scanner.inputs import load_scan_input
+
+    wide, _ = load_scan_input(bars)
+    live = wide.drop(columns="timestamp").notna().sum(axis=1).to_numpy()
+    if not (live >= n_live).any():
+        raise SystemExit(f"{bars}: no bar has {n_live} live assets (at most {live.max()})")
+    start = wide["timestamp"].iloc[max(0, int((live >= n_live).argmax()) - warmup)]
+    frame = read_parquet(bars)
+    frame[pd.to_datetime(frame["timestamp"], utc=True) >= start].to_parquet(out)
+    return out
+
+
 def _assets(bars: Path) -> int:
     """Symbols in the bar file (a long file's ``symbol`` column, or a wide file's columns)."""
     import pyarrow.parquet as pq
@@ -103,15 +122,21 @@ def main() -> int:
     p.add_argument("--speed", type=float, default=600.0, help="replay speed (600: 10 bars/s)")
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--trade-s", type=float, default=60.0)
+    p.add_argument("--from-live", type=int, default=None, metavar="N",
+                   help="replay from --warmup bars before the first bar with N live assets "
+                        "(e.g. 300 on the 372-asset spot 5m 2024-07 set: its full universe)")
     args = p.parse_args()
     if not args.bars.is_file():
         raise SystemExit(f"bar file missing: {args.bars}")
     load_before = os.getloadavg()[0]
     baseline = _baseline_kb() / MB
     with tempfile.TemporaryDirectory(prefix="bench-mesh-") as tmp:
+        bars = args.bars
+        if args.from_live is not None:
+            bars = _from_live(args.bars, args.from_live, args.warmup, Path(tmp) / args.bars.name)
         run_dir = Path(tmp) / "mesh"
         t0 = time.monotonic()
-        up = _dolphin("mesh", "up", "--run-dir", str(run_dir), "--replay", str(args.bars),
+        up = _dolphin("mesh", "up", "--run-dir", str(run_dir), "--replay", str(bars),
                       "--speed", repr(args.speed), "--warmup", str(args.warmup))
         up_s = time.monotonic() - t0
         try:
@@ -128,8 +153,8 @@ def main() -> int:
 
     line = {
         "bench": "mesh_memory",
-        "bars": args.bars.name, "assets": _assets(args.bars), "speed": args.speed,
-        "warmup": args.warmup,
+        "bars": args.bars.name, "from_live": args.from_live, "assets": _assets(args.bars),
+        "speed": args.speed, "warmup": args.warmup,
         "trade_s": args.trade_s, "up_s": round(up_s, 1),
         "scans": kinds["SCAN"], "orders": kinds["ORDER"], "fills": kinds["FILL"],
         "services_rss_mb": {n: s["rss_mb"] for n, s in services.items()},
