@@ -69,15 +69,15 @@ def run_one(task: tuple[int, dict, int, int]) -> list[dict]:
     return out
 
 
+_PATH: dict[str, str] = {}  # the scans file a runner's worker has read
+
+
 def _run_shared(task: tuple[int, dict, int, int], shared: str) -> tuple[int, list[dict]]:
     """One run on a runner's worker: it reads the scans file (``shared``) once."""
     if _PATH.get("scans") != shared:
         _init(shared)
         _PATH["scans"] = shared
     return task[0], run_one(task)
-
-
-_PATH: dict[str, str] = {}
 
 
 def file_sha256(path: str | Path) -> str:

@@ -20,13 +20,9 @@ result instead of recomputing it.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import hashlib
 import itertools
 import json
-import multiprocessing as mp
-import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -39,7 +35,7 @@ import pandas as pd
 
 from dolphin.backtest import stats
 from dolphin.backtest.sweep import SweepData, evaluate
-from dolphin.core.chunks import ChunkRunner
+from dolphin.core.chunks import ChunkRunner, PoolRunner
 from dolphin.core.config import DolphinConfig, read_yaml_file, resolve_overrides
 from dolphin.core.errors import ConfigError
 from dolphin.core.io import (
@@ -48,7 +44,6 @@ from dolphin.core.io import (
     read_parquet,
     remove_stale_temps,
 )
-from dolphin.core.procs import worker_init
 
 DEFAULT_CHUNK = 256
 
@@ -130,12 +125,6 @@ def fingerprint(data: SweepData, hell: bool) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(data: SweepData, hell: bool, parent_pid: int | None = None) -> None:
-    if parent_pid is not None:  # a pool worker: die with the parent, leave Ctrl-C to it
-        worker_init(parent_pid)
-    _WORKER["data"], _WORKER["hell"] = data, hell
-
-
 def _run_chunk(task: tuple[int, list[int], list[DolphinConfig]]) -> tuple[int, list[dict]]:
     chunk_id, idx, configs = task
     rows = evaluate(_WORKER["data"], configs, hell=_WORKER["hell"])
@@ -182,37 +171,11 @@ def evaluate_on(data: SweepData, configs: list[DolphinConfig], *, hell: bool = F
 def _results(
     tasks: list, data: SweepData, hell: bool, workers: int, runner: ChunkRunner | None = None
 ) -> Iterator[tuple[int, list[dict]]]:
-    if runner is not None:
-        yield from runner.map_unordered(_run_shared_chunk, tasks, (data, hell))
-        return
-    _init_worker(data, hell)
-    if workers <= 1 or not tasks:
-        yield from map(_run_chunk, tasks)
-        return
-    ctx = mp.get_context("fork")  # workers inherit the numba cache and the loaded modules
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(data, hell, os.getpid()))  # fmt: skip
-    try:
-        futures = [pool.submit(_run_chunk, t) for t in tasks]
-        for fut in cf.as_completed(futures):
-            yield fut.result()
-    except BaseException:  # error, Ctrl-C or the consumer closing us: stop the workers now
-        _abort(pool)
-        raise
-    pool.shutdown()
-
-
-def _abort(pool: cf.ProcessPoolExecutor) -> None:
-    """Stop a pool without waiting for running chunks (``shutdown`` alone would wait)."""
-    held = getattr(pool, "_processes", None)  # private: the executor has no public kill
-    procs = list(held.values()) if isinstance(held, dict) else []
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        with contextlib.suppress(Exception):
-            proc.kill()
-    for proc in procs:
-        with contextlib.suppress(Exception):
-            proc.join(5.0)
+    """Each chunk's rows as it finishes: on ``runner``, else on a pool of ``workers`` processes
+    (forked: they inherit the numba cache and the loaded modules), else here."""
+    if runner is None:
+        runner = PoolRunner(workers)
+    yield from runner.map_unordered(_run_shared_chunk, tasks, (data, hell))
 
 
 # ------------------------------------------------------------------ work folder

@@ -68,7 +68,6 @@ class PoolRunner:
                       shared: Any) -> Iterator[R]:
         """Yield each result as its task finishes (see ``ChunkRunner``)."""
         import concurrent.futures as cf
-        import contextlib
         import multiprocessing as mp
         import os
 
@@ -84,11 +83,21 @@ class PoolRunner:
             for fut in cf.as_completed(futures):
                 yield fut.result()
         except BaseException:  # error, Ctrl-C or the consumer closing us: stop the workers now
-            held = getattr(pool, "_processes", None)  # private: the executor has no public kill
-            procs = list(held.values()) if isinstance(held, dict) else []
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in procs:
-                with contextlib.suppress(Exception):
-                    proc.kill()
+            _abort(pool)
             raise
         pool.shutdown()
+
+
+def _abort(pool: Any) -> None:
+    """Stop a pool without waiting for running tasks (``shutdown`` alone would wait)."""
+    import contextlib
+
+    held = getattr(pool, "_processes", None)  # private: the executor has no public kill
+    procs = list(held.values()) if isinstance(held, dict) else []
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(5.0)
